@@ -1,0 +1,386 @@
+//! Configuration of one named session: where it lives, how it travels, how
+//! long it lasts, and the cookie it uses.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::codec::Codec;
+use crate::error::ConfigError;
+use crate::keys::KeyRing;
+use crate::seal::SealMode;
+use crate::store::Store;
+
+/// Where session data lives.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Storage {
+    /// In the cookie (or header) itself, sealed: no server state. A sealed
+    /// cookie cannot be revoked before its expiry; renew and purge replace or
+    /// remove it on the client only.
+    Cookie,
+    /// In a server-side store; the client holds only the sealed session id.
+    Server(Arc<dyn Store>),
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Storage::Cookie => f.write_str("Cookie"),
+            Storage::Server(store) => f.debug_tuple("Server").field(store).finish(),
+        }
+    }
+}
+
+/// How the session token travels between client and server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A cookie named after the session.
+    Cookie,
+    /// A request and response header (for clients that keep no cookies).
+    /// The response carries it whenever the token is created or changes, and
+    /// with an empty value when the session is purged.
+    Header(String),
+}
+
+/// The `SameSite` attribute of the session cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Also sent on top-level navigations from other sites (the default).
+    Lax,
+    /// Sent everywhere; browsers require `Secure` with it.
+    None,
+}
+
+/// A source of the current time; replaceable in tests.
+#[derive(Clone)]
+pub(crate) struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
+
+impl Clock {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        (self.0)()
+    }
+}
+
+/// Configuration of one session.
+///
+/// Built from a storage choice and a [`KeyRing`], then refined with
+/// `#[must_use]` setters:
+///
+/// ```
+/// use std::time::Duration;
+/// use session_core::{KeyRing, SessionConfig};
+///
+/// let keys = KeyRing::generate().unwrap();
+/// let config = SessionConfig::cookie(keys)
+///     .name("sid")
+///     .idle_timeout(Duration::from_secs(1800))
+///     .cookie_secure(false);
+/// assert_eq!(config.session_name(), "sid");
+/// ```
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub(crate) name: String,
+    pub(crate) transport: Transport,
+    pub(crate) storage: Storage,
+    pub(crate) keys: KeyRing,
+    pub(crate) seal_mode: SealMode,
+    pub(crate) codec: Codec,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) persistent_max_age: Duration,
+    pub(crate) absolute_timeout: Option<Duration>,
+    pub(crate) rolling: bool,
+    pub(crate) refresh_interval: Option<Duration>,
+    pub(crate) persistent_by_default: bool,
+    pub(crate) cookie_path: String,
+    pub(crate) cookie_domain: Option<String>,
+    pub(crate) cookie_secure: bool,
+    pub(crate) cookie_http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) max_header_len: usize,
+    pub(crate) clock: Clock,
+}
+
+/// Browsers' limit on one cookie: name, value and attributes.
+pub const BROWSER_COOKIE_LIMIT: usize = 4096;
+
+impl SessionConfig {
+    fn with_storage(storage: Storage, keys: KeyRing) -> Self {
+        SessionConfig {
+            name: "sid".to_owned(),
+            transport: Transport::Cookie,
+            storage,
+            keys,
+            seal_mode: SealMode::Private,
+            codec: Codec::Cbor,
+            idle_timeout: Duration::from_secs(30 * 60),
+            persistent_max_age: Duration::from_secs(30 * 24 * 3600),
+            absolute_timeout: None,
+            rolling: true,
+            refresh_interval: None,
+            persistent_by_default: false,
+            cookie_path: "/".to_owned(),
+            cookie_domain: None,
+            cookie_secure: true,
+            cookie_http_only: true,
+            same_site: SameSite::Lax,
+            max_header_len: BROWSER_COOKIE_LIMIT,
+            clock: Clock(Arc::new(OffsetDateTime::now_utc)),
+        }
+    }
+
+    /// Sessions kept whole in a sealed cookie (no server state).
+    pub fn cookie(keys: KeyRing) -> Self {
+        Self::with_storage(Storage::Cookie, keys)
+    }
+
+    /// Sessions kept in `store`; the client holds the sealed id.
+    pub fn server(store: Arc<dyn Store>, keys: KeyRing) -> Self {
+        Self::with_storage(Storage::Server(store), keys)
+    }
+
+    /// The session's name: the cookie name, and the name bound into its
+    /// tokens. Default `sid`.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Carry the token in this header instead of a cookie.
+    #[must_use]
+    pub fn header_transport(mut self, header: impl Into<String>) -> Self {
+        self.transport = Transport::Header(header.into());
+        self
+    }
+
+    /// Carry the token in a cookie (the default).
+    #[must_use]
+    pub fn cookie_transport(mut self) -> Self {
+        self.transport = Transport::Cookie;
+        self
+    }
+
+    /// Private (encrypted, default) or signed (readable) tokens.
+    #[must_use]
+    pub fn seal_mode(mut self, mode: SealMode) -> Self {
+        self.seal_mode = mode;
+        self
+    }
+
+    /// Codec of new records (records are read with the codec that wrote
+    /// them). Default CBOR.
+    #[must_use]
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Browser-session sessions end after this long without a request.
+    /// Default 30 minutes.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Persistent ("remember me") sessions end after this long without a
+    /// request; also the cookie's `Max-Age`. Default 30 days.
+    #[must_use]
+    pub fn persistent_max_age(mut self, max_age: Duration) -> Self {
+        self.persistent_max_age = max_age;
+        self
+    }
+
+    /// Every session ends this long after it was created (or renewed),
+    /// whatever its activity. Default none.
+    #[must_use]
+    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// Rolling expiry (default on): each request pushes the idle deadline
+    /// back, by touching the store (not rewriting it) or re-sealing the
+    /// cookie. Off: a session expires its timeout after its last save.
+    #[must_use]
+    pub fn rolling(mut self, rolling: bool) -> Self {
+        self.rolling = rolling;
+        self
+    }
+
+    /// How far the deadline must move before a read-only request refreshes
+    /// it; bounds the touches and `Set-Cookie`s of rolling expiry. Default
+    /// one thirtieth of the timeout (one minute for 30 minutes).
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// Whether new sessions start persistent. Default false.
+    #[must_use]
+    pub fn persistent_by_default(mut self, persistent: bool) -> Self {
+        self.persistent_by_default = persistent;
+        self
+    }
+
+    /// Cookie `Path`. Default `/`.
+    #[must_use]
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.cookie_path = path.into();
+        self
+    }
+
+    /// Cookie `Domain`. Default none (host-only).
+    #[must_use]
+    pub fn cookie_domain(mut self, domain: Option<String>) -> Self {
+        self.cookie_domain = domain;
+        self
+    }
+
+    /// Cookie `Secure`. Default true; turn off only for plain-HTTP development.
+    #[must_use]
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
+        self.cookie_secure = secure;
+        self
+    }
+
+    /// Cookie `HttpOnly`. Default true.
+    #[must_use]
+    pub fn cookie_http_only(mut self, http_only: bool) -> Self {
+        self.cookie_http_only = http_only;
+        self
+    }
+
+    /// Cookie `SameSite`. Default `Lax`.
+    #[must_use]
+    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Replaces the clock, so tests can move time; sessions otherwise use
+    /// the system clock.
+    #[must_use]
+    pub fn clock(mut self, now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        self.clock = Clock(Arc::new(now));
+        self
+    }
+
+    /// The session's name.
+    pub fn session_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Checks names and durations.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !name_ok {
+            return Err(ConfigError::InvalidName(self.name.clone()));
+        }
+        if let Transport::Header(h) = &self.transport {
+            let ok = !h.is_empty()
+                && h.len() <= 64
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok || h.eq_ignore_ascii_case("cookie") || h.eq_ignore_ascii_case("set-cookie") {
+                return Err(ConfigError::InvalidHeader(h.clone()));
+            }
+        }
+        let valid = |d: Duration| d >= Duration::from_secs(1) && d.as_secs() < 100 * 365 * 86_400;
+        if !valid(self.idle_timeout) {
+            return Err(ConfigError::InvalidDuration("idle_timeout"));
+        }
+        if !valid(self.persistent_max_age) {
+            return Err(ConfigError::InvalidDuration("persistent_max_age"));
+        }
+        if self.absolute_timeout.is_some_and(|d| !valid(d)) {
+            return Err(ConfigError::InvalidDuration("absolute_timeout"));
+        }
+        Ok(())
+    }
+
+    /// The idle window of a session with this persistence.
+    pub(crate) fn window(&self, persistent: bool) -> Duration {
+        if persistent {
+            self.persistent_max_age
+        } else {
+            self.idle_timeout
+        }
+    }
+
+    pub(crate) fn refresh_interval_for(&self, persistent: bool) -> Duration {
+        self.refresh_interval.unwrap_or_else(|| self.window(persistent) / 30)
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .field("storage", &self.storage)
+            .field("keys", &self.keys)
+            .field("seal_mode", &self.seal_mode)
+            .field("codec", &self.codec)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("persistent_max_age", &self.persistent_max_age)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("rolling", &self.rolling)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig::cookie(KeyRing::from_secret(&[1; 32]).unwrap())
+    }
+
+    #[test]
+    fn validation() {
+        assert!(cfg().validate().is_ok());
+        assert!(cfg().name("").validate().is_err());
+        assert!(cfg().name("a b").validate().is_err());
+        assert!(cfg().name("a;b").validate().is_err());
+        assert!(cfg().header_transport("X-Session-Token").validate().is_ok());
+        assert!(cfg().header_transport("Cookie").validate().is_err());
+        assert!(cfg().header_transport("X Bad").validate().is_err());
+        assert!(cfg().idle_timeout(Duration::ZERO).validate().is_err());
+        assert!(cfg().absolute_timeout(Some(Duration::from_millis(5))).validate().is_err());
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let shown = format!("{:?}", cfg());
+        assert!(shown.contains("KeyRing { keys: 1, .. }"), "{shown}");
+    }
+
+    #[test]
+    fn refresh_defaults_to_a_thirtieth() {
+        let c = cfg();
+        assert_eq!(c.refresh_interval_for(false), Duration::from_secs(60));
+        assert_eq!(c.refresh_interval_for(true), Duration::from_secs(86_400));
+    }
+}

@@ -1,0 +1,120 @@
+//! The per-request engine: from request headers to sessions, and back to
+//! response headers after the handler.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::SessionConfig;
+use crate::error::{ConfigError, SessionError};
+use crate::session::Session;
+use crate::transport::{read_tokens, ResponseHeader};
+
+/// The sessions an application uses, each with its own name, store and
+/// options. Built once at start-up and shared (cloning is cheap).
+///
+/// ```
+/// use session_core::{KeyRing, SessionConfig, SessionManager};
+///
+/// let keys = KeyRing::generate().unwrap();
+/// let manager = SessionManager::new(SessionConfig::cookie(keys.clone()))?
+///     .with_session(SessionConfig::cookie(keys).name("prefs"))?;
+/// assert_eq!(manager.names().collect::<Vec<_>>(), ["sid", "prefs"]);
+/// # Ok::<(), session_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    configs: Arc<[Arc<SessionConfig>]>,
+}
+
+impl SessionManager {
+    /// A manager with one (primary) session.
+    pub fn new(config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(SessionManager { configs: Arc::from(vec![Arc::new(config)]) })
+    }
+
+    /// Adds another named session.
+    pub fn with_session(self, config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if self.configs.iter().any(|c| c.name == config.name) {
+            return Err(ConfigError::DuplicateName(config.name));
+        }
+        let mut configs = self.configs.to_vec();
+        configs.push(Arc::new(config));
+        Ok(SessionManager { configs: Arc::from(configs) })
+    }
+
+    /// The names of the configured sessions, primary first.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.configs.iter().map(|c| c.name.as_str())
+    }
+
+    /// Starts a request: reads its tokens from `headers` (name, value pairs)
+    /// and returns the request's sessions, not yet loaded.
+    pub fn start<'a>(
+        &self,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> RequestSessions {
+        let span = tracing::debug_span!("session");
+        let tokens = read_tokens(&self.configs, headers);
+        let sessions = self
+            .configs
+            .iter()
+            .zip(tokens)
+            .map(|(config, tokens)| Session::new(config.clone(), tokens, span.clone()))
+            .collect();
+        RequestSessions { sessions }
+    }
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.configs.iter()).finish()
+    }
+}
+
+/// The sessions of one request. Cloning is cheap; clones share state.
+#[derive(Clone, Debug)]
+pub struct RequestSessions {
+    sessions: Arc<[Session]>,
+}
+
+impl RequestSessions {
+    /// The primary (first configured) session.
+    pub fn primary(&self) -> &Session {
+        &self.sessions[0]
+    }
+
+    /// The session named `name`.
+    pub fn named(&self, name: &str) -> Result<&Session, SessionError> {
+        self.sessions
+            .iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| SessionError::UnknownSession(name.to_owned()))
+    }
+
+    /// Every session, primary first.
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter()
+    }
+
+    /// Finishes every session (see [`Session::finish`]) and returns the
+    /// headers to add to the response. All sessions are attempted; the first
+    /// error is returned.
+    pub async fn finish(&self) -> Result<Vec<ResponseHeader>, SessionError> {
+        let mut headers = Vec::new();
+        let mut first_error = None;
+        for session in self.sessions.iter() {
+            match session.finish().await {
+                Ok(finished) => headers.extend(finished.header),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(headers),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Secrets and the rotating key ring.
+//!
+//! A master secret (at least 32 bytes) is never used directly: HKDF-SHA256
+//! derives from it an AES-256-GCM key, an HMAC-SHA256 signing key, a key for
+//! hashing session ids into store keys, and a 4-byte key id that travels in
+//! every sealed token so opening picks the right key without trial
+//! decryption.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aes_gcm::{Aes256Gcm, KeyInit};
+use base64::Engine as _;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::KeyError;
+
+pub(crate) type HmacSha256 = Hmac<Sha256>;
+
+/// Minimum length of a master secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+const HKDF_SALT: &[u8] = b"session-core/v1";
+
+/// Keys derived from one master secret.
+#[derive(Clone)]
+pub(crate) struct DerivedKeys {
+    pub(crate) id: [u8; 4],
+    pub(crate) aead: Aes256Gcm,
+    /// Pre-keyed HMAC for signing; cloned per use to skip the key schedule.
+    pub(crate) mac: HmacSha256,
+    /// Pre-keyed HMAC for hashing session ids into store keys.
+    pub(crate) store: HmacSha256,
+}
+
+impl DerivedKeys {
+    fn derive(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeyError::TooShort { len: secret.len(), min: MIN_SECRET_LEN });
+        }
+        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
+        let mut okm = [0u8; 32];
+        let expand = |info: &[u8], out: &mut [u8]| {
+            hk.expand(info, out).expect("32 bytes is a valid HKDF-SHA256 output length");
+        };
+        let mut id = [0u8; 4];
+        expand(b"key-id", &mut id);
+        expand(b"aead", &mut okm);
+        let aead = Aes256Gcm::new_from_slice(&okm).expect("32-byte AES key");
+        expand(b"mac", &mut okm);
+        let mac = <HmacSha256 as Mac>::new_from_slice(&okm).expect("HMAC takes any key length");
+        expand(b"store-key", &mut okm);
+        let store = <HmacSha256 as Mac>::new_from_slice(&okm).expect("HMAC takes any key length");
+        okm.fill(0);
+        Ok(DerivedKeys { id, aead, mac, store })
+    }
+}
+
+/// The keys a deployment seals with (the primary) and still opens with (older
+/// keys, during rotation).
+///
+/// A value opened with an older key is re-sealed with the primary at its next
+/// save, so rotating is: add the new secret as primary, keep the old one
+/// listed for as long as sessions may live, then drop it.
+///
+/// `Debug` never prints key material:
+///
+/// ```
+/// use session_core::KeyRing;
+/// let ring = KeyRing::from_secret(&[7u8; 32]).unwrap();
+/// assert!(!format!("{ring:?}").contains("7, 7"));
+/// ```
+#[derive(Clone)]
+pub struct KeyRing {
+    keys: Arc<Vec<DerivedKeys>>,
+}
+
+impl KeyRing {
+    /// A ring whose primary key is derived from `secret` (at least 32 bytes).
+    ///
+    /// ```
+    /// use session_core::KeyRing;
+    /// assert!(KeyRing::from_secret(b"short").is_err());
+    /// let ring = KeyRing::from_secret(&[1u8; 32]).unwrap();
+    /// assert_eq!(ring.len(), 1);
+    /// ```
+    pub fn from_secret(secret: &[u8]) -> Result<Self, KeyError> {
+        Ok(KeyRing { keys: Arc::new(vec![DerivedKeys::derive(secret)?]) })
+    }
+
+    /// A ring from a base64 secret (standard or URL-safe alphabet, padding
+    /// optional), as read from an environment variable.
+    pub fn from_base64(secret: &str) -> Result<Self, KeyError> {
+        Self::from_secret(&decode_secret(secret)?)
+    }
+
+    /// A ring with a fresh random 64-byte secret: sessions will not survive a
+    /// restart and are not shared between processes.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut secret = [0u8; 64];
+        getrandom::getrandom(&mut secret).map_err(|_| KeyError::Random)?;
+        let ring = Self::from_secret(&secret);
+        secret.fill(0);
+        ring
+    }
+
+    /// Adds an older secret that still opens tokens but no longer seals.
+    #[must_use = "with_old_secret returns a new ring"]
+    pub fn with_old_secret(self, secret: &[u8]) -> Result<Self, KeyError> {
+        let derived = DerivedKeys::derive(secret)?;
+        if self.keys.iter().any(|k| k.id == derived.id) {
+            return Err(KeyError::DuplicateKey);
+        }
+        let mut keys = Arc::unwrap_or_clone(self.keys);
+        keys.push(derived);
+        Ok(KeyRing { keys: Arc::new(keys) })
+    }
+
+    /// [`with_old_secret`](Self::with_old_secret) from base64.
+    pub fn with_old_base64(self, secret: &str) -> Result<Self, KeyError> {
+        self.with_old_secret(&decode_secret(secret)?)
+    }
+
+    /// Number of keys (primary included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a ring has a primary key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn primary(&self) -> &DerivedKeys {
+        &self.keys[0]
+    }
+
+    /// The key with this id and whether it is the primary.
+    pub(crate) fn find(&self, id: &[u8]) -> Option<(&DerivedKeys, bool)> {
+        self.keys.iter().enumerate().find(|(_, k)| k.id == id).map(|(i, k)| (k, i == 0))
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing").field("keys", &self.keys.len()).finish_non_exhaustive()
+    }
+}
+
+fn decode_secret(secret: &str) -> Result<Vec<u8>, KeyError> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = secret.trim().trim_end_matches('=');
+    STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+        .map_err(|_| KeyError::Base64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secret_refused() {
+        let err = KeyRing::from_secret(&[0u8; 31]).unwrap_err();
+        assert!(matches!(err, KeyError::TooShort { len: 31, min: 32 }));
+    }
+
+    #[test]
+    fn base64_both_alphabets() {
+        let raw = [0xfbu8; 33];
+        let std = base64::engine::general_purpose::STANDARD.encode(raw);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let a = KeyRing::from_base64(&std).unwrap();
+        let b = KeyRing::from_base64(&url).unwrap();
+        assert_eq!(a.primary().id, b.primary().id);
+        assert!(matches!(KeyRing::from_base64("not base64!!"), Err(KeyError::Base64)));
+    }
+
+    #[test]
+    fn distinct_secrets_distinct_ids_and_duplicates_refused() {
+        let ring = KeyRing::from_secret(&[1u8; 32]).unwrap();
+        let ring = ring.with_old_secret(&[2u8; 32]).unwrap();
+        assert_eq!(ring.len(), 2);
+        assert_ne!(ring.keys[0].id, ring.keys[1].id);
+        assert!(matches!(ring.with_old_secret(&[1u8; 32]), Err(KeyError::DuplicateKey)));
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let ring = KeyRing::from_secret(&[0x41u8; 32]).unwrap();
+        let shown = format!("{ring:?}");
+        assert_eq!(shown, "KeyRing { keys: 1, .. }");
+    }
+
+    #[test]
+    fn generate_is_random() {
+        let a = KeyRing::generate().unwrap();
+        let b = KeyRing::generate().unwrap();
+        assert_ne!(a.primary().id, b.primary().id);
+    }
+}

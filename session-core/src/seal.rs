@@ -1,0 +1,354 @@
+//! Sealed tokens: private (AES-256-GCM) or signed (HMAC-SHA256).
+//!
+//! Layout before base64url (no padding):
+//!
+//! ```text
+//! version(1) | mode(1) | key id(4) | private: nonce(12) | ciphertext | tag(16)
+//!                                  | signed:  plaintext | hmac(32)
+//! plaintext = issued at (i64 BE, Unix s) | expires at (i64 BE, Unix s; i64::MAX = none) | payload
+//! ```
+//!
+//! The header, the purpose (session id or session data) and the session name
+//! are authenticated data, so a token cannot be replayed under another cookie
+//! name, format version, mode or purpose. Opening refuses oversized input
+//! before decoding it.
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Nonce, Tag};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::Mac;
+
+use crate::keys::KeyRing;
+
+/// Format version of sealed tokens.
+const SEAL_VERSION: u8 = 1;
+const HEADER_LEN: usize = 6;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+const TIMES_LEN: usize = 16;
+/// Marker for "no expiry inside the seal".
+pub(crate) const NO_EXPIRY: i64 = i64::MAX;
+/// Tokens issued this far in the future are refused (clock skew allowance).
+const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// How tokens and cookie sessions are protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SealMode {
+    /// Encrypted and authenticated (AES-256-GCM): the client can read nothing.
+    #[default]
+    Private,
+    /// Authenticated only (HMAC-SHA256): the client can read but not change
+    /// the payload.
+    Signed,
+}
+
+impl SealMode {
+    fn tag(self) -> u8 {
+        match self {
+            SealMode::Private => 1,
+            SealMode::Signed => 2,
+        }
+    }
+}
+
+/// What a sealed value carries; bound into the authenticated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A server-side session's id.
+    SessionId = 1,
+    /// A whole cookie-stored session.
+    SessionData = 2,
+}
+
+/// A successfully opened token.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) issued_at: i64,
+    /// Whether the primary key opened it (false: re-seal at next save).
+    pub(crate) primary: bool,
+    /// Index of the key that opened it (for store keys of rotated sessions).
+    pub(crate) key_id: [u8; 4],
+}
+
+/// Why a token was refused. Logged as a reason only, never with the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    Oversized,
+    Malformed,
+    Version,
+    Mode,
+    UnknownKey,
+    Forged,
+    Expired,
+    FromFuture,
+}
+
+impl OpenError {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            OpenError::Oversized => "token too large",
+            OpenError::Malformed => "token malformed",
+            OpenError::Version => "unknown token version",
+            OpenError::Mode => "token sealed in another mode",
+            OpenError::UnknownKey => "token sealed with an unknown key",
+            OpenError::Forged => "token failed authentication",
+            OpenError::Expired => "token expired",
+            OpenError::FromFuture => "token issued in the future",
+        }
+    }
+}
+
+fn aad(header: &[u8], purpose: Purpose, name: &str) -> Vec<u8> {
+    let name = name.as_bytes();
+    let mut aad = Vec::with_capacity(HEADER_LEN + 2 + name.len());
+    aad.extend_from_slice(header);
+    aad.push(purpose as u8);
+    aad.push(name.len().min(255) as u8);
+    aad.extend_from_slice(name);
+    aad
+}
+
+/// Seals `payload` with the ring's primary key.
+pub(crate) fn seal(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    issued_at: i64,
+    expires_at: i64,
+    payload: &[u8],
+) -> Result<String, getrandom::Error> {
+    let key = ring.primary();
+    let mut buf =
+        Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
+    buf.push(SEAL_VERSION);
+    buf.push(mode.tag());
+    buf.extend_from_slice(&key.id);
+    let aad = aad(&buf[..HEADER_LEN], purpose, name);
+    match mode {
+        SealMode::Private => {
+            let mut nonce = [0u8; NONCE_LEN];
+            getrandom::getrandom(&mut nonce)?;
+            buf.extend_from_slice(&nonce);
+            let body_start = buf.len();
+            buf.extend_from_slice(&issued_at.to_be_bytes());
+            buf.extend_from_slice(&expires_at.to_be_bytes());
+            buf.extend_from_slice(payload);
+            let tag = key
+                .aead
+                .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buf[body_start..])
+                .expect("AES-GCM encryption of a bounded buffer cannot fail");
+            buf.extend_from_slice(&tag);
+        }
+        SealMode::Signed => {
+            buf.extend_from_slice(&issued_at.to_be_bytes());
+            buf.extend_from_slice(&expires_at.to_be_bytes());
+            buf.extend_from_slice(payload);
+            let mut mac = key.mac.clone();
+            mac.update(&aad);
+            mac.update(&buf[HEADER_LEN..]);
+            buf.extend_from_slice(&mac.finalize().into_bytes());
+        }
+    }
+    Ok(URL_SAFE_NO_PAD.encode(&buf))
+}
+
+/// Opens a token sealed by [`seal`], checking mode, key, integrity and times.
+pub(crate) fn open(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    token: &str,
+    now: i64,
+    max_len: usize,
+) -> Result<Opened, OpenError> {
+    if token.len() > max_len {
+        return Err(OpenError::Oversized);
+    }
+    let mut buf = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| OpenError::Malformed)?;
+    if buf.len() < HEADER_LEN {
+        return Err(OpenError::Malformed);
+    }
+    if buf[0] != SEAL_VERSION {
+        return Err(OpenError::Version);
+    }
+    if buf[1] != mode.tag() {
+        return Err(OpenError::Mode);
+    }
+    let mut key_id = [0u8; 4];
+    key_id.copy_from_slice(&buf[2..HEADER_LEN]);
+    let (key, primary) = ring.find(&key_id).ok_or(OpenError::UnknownKey)?;
+    let aad = aad(&buf[..HEADER_LEN], purpose, name);
+    let plain: &[u8] = match mode {
+        SealMode::Private => {
+            if buf.len() < HEADER_LEN + NONCE_LEN + TIMES_LEN + TAG_LEN {
+                return Err(OpenError::Malformed);
+            }
+            let tag_at = buf.len() - TAG_LEN;
+            let (head, tag) = buf.split_at_mut(tag_at);
+            let (header_nonce, body) = head.split_at_mut(HEADER_LEN + NONCE_LEN);
+            let nonce = Nonce::from_slice(&header_nonce[HEADER_LEN..]);
+            key.aead
+                .decrypt_in_place_detached(nonce, &aad, body, Tag::from_slice(tag))
+                .map_err(|_| OpenError::Forged)?;
+            &buf[HEADER_LEN + NONCE_LEN..tag_at]
+        }
+        SealMode::Signed => {
+            if buf.len() < HEADER_LEN + TIMES_LEN + MAC_LEN {
+                return Err(OpenError::Malformed);
+            }
+            let mac_at = buf.len() - MAC_LEN;
+            let mut mac = key.mac.clone();
+            mac.update(&aad);
+            mac.update(&buf[HEADER_LEN..mac_at]);
+            // verify_slice compares in constant time.
+            mac.verify_slice(&buf[mac_at..]).map_err(|_| OpenError::Forged)?;
+            &buf[HEADER_LEN..mac_at]
+        }
+    };
+    let issued_at = i64::from_be_bytes(plain[0..8].try_into().expect("8 bytes"));
+    let expires_at = i64::from_be_bytes(plain[8..16].try_into().expect("8 bytes"));
+    if expires_at != NO_EXPIRY && now >= expires_at {
+        return Err(OpenError::Expired);
+    }
+    if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(OpenError::FromFuture);
+    }
+    let payload = plain[TIMES_LEN..].to_vec();
+    Ok(Opened { payload, issued_at, primary, key_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(byte: u8) -> KeyRing {
+        KeyRing::from_secret(&[byte; 32]).unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn roundtrip(mode: SealMode) {
+        let r = ring(1);
+        let t = seal(&r, mode, Purpose::SessionData, "sid", NOW, NOW + 60, b"hello").unwrap();
+        let o = open(&r, mode, Purpose::SessionData, "sid", &t, NOW, 4096).unwrap();
+        assert_eq!(o.payload, b"hello");
+        assert_eq!(o.issued_at, NOW);
+        assert!(o.primary);
+    }
+
+    #[test]
+    fn private_and_signed_roundtrip() {
+        roundtrip(SealMode::Private);
+        roundtrip(SealMode::Signed);
+    }
+
+    #[test]
+    fn private_hides_payload_signed_does_not() {
+        let r = ring(1);
+        let payload = b"visible-payload-visible-payload";
+        let p = seal(&r, SealMode::Private, Purpose::SessionData, "sid", NOW, NO_EXPIRY, payload)
+            .unwrap();
+        let s = seal(&r, SealMode::Signed, Purpose::SessionData, "sid", NOW, NO_EXPIRY, payload)
+            .unwrap();
+        let contains = |t: &str| {
+            let raw = URL_SAFE_NO_PAD.decode(t).unwrap();
+            raw.windows(payload.len()).any(|w| w == payload)
+        };
+        assert!(!contains(&p));
+        assert!(contains(&s));
+    }
+
+    #[test]
+    fn every_single_byte_change_is_refused() {
+        for mode in [SealMode::Private, SealMode::Signed] {
+            let r = ring(3);
+            let t = seal(&r, mode, Purpose::SessionId, "sid", NOW, NOW + 10, b"0123456789abcdef")
+                .unwrap();
+            let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+            for i in 0..raw.len() {
+                for flip in [0x01u8, 0x80] {
+                    let mut bad = raw.clone();
+                    bad[i] ^= flip;
+                    let bad = URL_SAFE_NO_PAD.encode(&bad);
+                    assert!(
+                        open(&r, mode, Purpose::SessionId, "sid", &bad, NOW, 4096).is_err(),
+                        "{mode:?} byte {i} flip {flip:#x} accepted"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbage_refused() {
+        let r = ring(1);
+        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        for cut in 0..t.len() {
+            assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", &t[..cut], NOW, 4096)
+                .is_err());
+        }
+        for garbage in ["", "!!!!", "\u{0}", "AAAA", "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%"] {
+            assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", garbage, NOW, 4096)
+                .is_err());
+        }
+    }
+
+    #[test]
+    fn bound_data_name_purpose_mode() {
+        let r = ring(1);
+        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        let o = |p, n: &str, m| open(&r, m, p, n, &t, NOW, 4096).map(|_| ()).unwrap_err();
+        assert_eq!(o(Purpose::SessionId, "other", SealMode::Private), OpenError::Forged);
+        assert_eq!(o(Purpose::SessionData, "sid", SealMode::Private), OpenError::Forged);
+        assert_eq!(o(Purpose::SessionId, "sid", SealMode::Signed), OpenError::Mode);
+    }
+
+    #[test]
+    fn version_is_bound() {
+        let r = ring(1);
+        let t = seal(&r, SealMode::Signed, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        raw[0] = 2;
+        let t = URL_SAFE_NO_PAD.encode(raw);
+        let err = open(&r, SealMode::Signed, Purpose::SessionId, "sid", &t, NOW, 4096).unwrap_err();
+        assert_eq!(err, OpenError::Version);
+    }
+
+    #[test]
+    fn expiry_and_future_issue_checked() {
+        let r = ring(1);
+        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW + 9, 4096).is_ok());
+        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW + 10, 4096);
+        assert_eq!(err.unwrap_err(), OpenError::Expired);
+        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW - 3600, 4096);
+        assert_eq!(err.unwrap_err(), OpenError::FromFuture);
+    }
+
+    #[test]
+    fn oversized_refused_before_decoding() {
+        let r = ring(1);
+        let huge = "A".repeat(5000);
+        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &huge, NOW, 4096);
+        assert_eq!(err.unwrap_err(), OpenError::Oversized);
+    }
+
+    #[test]
+    fn old_key_opens_and_is_reported_foreign_key_refused() {
+        let old = ring(1);
+        let t = seal(&old, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x")
+            .unwrap();
+        let rotated = ring(2).with_old_secret(&[1u8; 32]).unwrap();
+        let o = open(&rotated, SealMode::Private, Purpose::SessionId, "sid", &t, NOW, 4096).unwrap();
+        assert!(!o.primary);
+        let foreign = ring(9);
+        let err = open(&foreign, SealMode::Private, Purpose::SessionId, "sid", &t, NOW, 4096);
+        assert_eq!(err.unwrap_err(), OpenError::UnknownKey);
+    }
+}

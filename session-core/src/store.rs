@@ -1,0 +1,100 @@
+//! The `Store` trait: where server-side sessions live.
+//!
+//! A store keeps opaque records (already encoded, and sealed at rest if the
+//! store chooses) under [`StoreKey`]s until an absolute deadline. Every save
+//! carries a [`SaveCondition`], so a store offers compare-and-swap and the
+//! engine can merge concurrent requests instead of losing one's changes.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+use crate::id::StoreKey;
+
+/// An opaque version of a stored record, handed out by [`Store::load`] and
+/// checked by [`SaveCondition::IfVersion`]. Memcached's CAS unique, a
+/// counter in memory, a generation number in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Version(pub u64);
+
+/// A record as loaded from a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredRecord {
+    /// The bytes saved.
+    pub bytes: Vec<u8>,
+    /// Their version, for a compare-and-swap save.
+    pub version: Version,
+    /// When the store will drop the record, if the store knows. Lets the
+    /// engine skip a touch that would move the deadline only a little.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl StoredRecord {
+    /// A loaded record.
+    pub fn new(bytes: Vec<u8>, version: Version, expires_at: Option<OffsetDateTime>) -> Self {
+        StoredRecord { bytes, version, expires_at }
+    }
+}
+
+/// When a save may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveCondition {
+    /// Only if no record exists under the key (a new session).
+    IfAbsent,
+    /// Only if the record still has this version (compare-and-swap).
+    IfVersion(Version),
+    /// Unconditionally.
+    Always,
+}
+
+/// The result of a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// Written; the record now has this version.
+    Saved(Version),
+    /// Not written: the condition did not hold (the record changed, exists,
+    /// or is gone).
+    Conflict,
+}
+
+/// A place where server-side session records live.
+///
+/// Implementations must be safe to share between requests and runtimes
+/// (`Send + Sync`, futures `Send`). Every method should be bounded by a
+/// timeout of the store's own, so a request never hangs on a dead store.
+/// `session_backends::conformance` holds the suite of rules every store
+/// must pass.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The record under `key`, or `None` when absent or expired.
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError>;
+
+    /// Writes `record` under `key` until `expires_at`, if `condition` holds.
+    ///
+    /// A record over the store's size limit must fail with
+    /// [`StoreError::TooLarge`] and leave the previous record intact.
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError>;
+
+    /// Moves the deadline of the record under `key` without rewriting it.
+    /// Returns false when there was no such record.
+    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Removes the record under `key`; absent records are not an error.
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+
+    /// The largest record the store accepts, if it has a limit.
+    fn max_record_size(&self) -> Option<usize> {
+        None
+    }
+}

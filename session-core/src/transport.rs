@@ -1,0 +1,212 @@
+//! How tokens travel: reading them from request headers, writing the
+//! `Set-Cookie` or token header of the response.
+//!
+//! Plain strings in and out, so adapters convert their framework's header
+//! types at the edge and the core depends on no HTTP crate.
+
+use std::borrow::Cow;
+
+use crate::config::{SameSite, SessionConfig, Transport};
+use crate::error::SessionError;
+
+/// Most tokens read for one session from one request (several cookies of one
+/// name can arrive when paths or domains overlap).
+const MAX_CANDIDATES: usize = 4;
+
+/// A header for the adapter to add to the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHeader {
+    name: Cow<'static, str>,
+    value: String,
+}
+
+impl ResponseHeader {
+    /// The header name (`set-cookie`, or the token header).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The header value.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Carries a new or changed token.
+    pub(crate) fn token(
+        config: &SessionConfig,
+        token: &str,
+        persistent: bool,
+        remaining: time::Duration,
+    ) -> Result<Self, SessionError> {
+        let header = match &config.transport {
+            Transport::Cookie => ResponseHeader {
+                name: Cow::Borrowed("set-cookie"),
+                value: set_cookie(config, token, persistent.then_some(remaining)),
+            },
+            Transport::Header(name) => {
+                ResponseHeader { name: Cow::Owned(name.clone()), value: token.to_owned() }
+            }
+        };
+        if header.value.len() > config.max_header_len {
+            return Err(SessionError::CookieTooLarge {
+                size: header.value.len(),
+                limit: config.max_header_len,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Re-sends an unchanged token because the cookie's attributes changed
+    /// (persistence, `Max-Age`); header transport has nothing to re-send.
+    pub(crate) fn resend(
+        config: &SessionConfig,
+        token: &str,
+        persistent: bool,
+        remaining: time::Duration,
+    ) -> Result<Option<Self>, SessionError> {
+        match config.transport {
+            Transport::Cookie => Self::token(config, token, persistent, remaining).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Tells the client to drop its token.
+    pub(crate) fn removal(config: &SessionConfig) -> Self {
+        match &config.transport {
+            Transport::Cookie => ResponseHeader {
+                name: Cow::Borrowed("set-cookie"),
+                value: set_cookie(config, "", Some(time::Duration::ZERO)),
+            },
+            Transport::Header(name) => {
+                ResponseHeader { name: Cow::Owned(name.clone()), value: String::new() }
+            }
+        }
+    }
+}
+
+fn set_cookie(config: &SessionConfig, value: &str, max_age: Option<time::Duration>) -> String {
+    let mut cookie = cookie::Cookie::new(config.name.as_str(), value);
+    cookie.set_path(config.cookie_path.as_str());
+    if let Some(domain) = &config.cookie_domain {
+        cookie.set_domain(domain.as_str());
+    }
+    cookie.set_http_only(config.cookie_http_only);
+    cookie.set_secure(config.cookie_secure);
+    cookie.set_same_site(match config.same_site {
+        SameSite::Strict => cookie::SameSite::Strict,
+        SameSite::Lax => cookie::SameSite::Lax,
+        SameSite::None => cookie::SameSite::None,
+    });
+    if let Some(max_age) = max_age {
+        let max_age = time::Duration::seconds(max_age.whole_seconds().max(0));
+        cookie.set_max_age(max_age);
+        if max_age.is_zero() {
+            cookie.set_expires(time::OffsetDateTime::UNIX_EPOCH);
+        }
+    }
+    cookie.to_string()
+}
+
+/// Tokens for each configured session found in the request headers.
+pub(crate) fn read_tokens<'a>(
+    configs: &[std::sync::Arc<SessionConfig>],
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<Vec<String>> {
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); configs.len()];
+    for (name, value) in headers {
+        let Ok(value) = std::str::from_utf8(value) else { continue };
+        if name.eq_ignore_ascii_case("cookie") {
+            for pair in value.split(';') {
+                let Some((cookie_name, cookie_value)) = pair.split_once('=') else { continue };
+                let cookie_name = cookie_name.trim();
+                let cookie_value = cookie_value.trim().trim_matches('"');
+                for (config, tokens) in configs.iter().zip(found.iter_mut()) {
+                    if config.transport == Transport::Cookie
+                        && config.name == cookie_name
+                        && !cookie_value.is_empty()
+                        && tokens.len() < MAX_CANDIDATES
+                    {
+                        tokens.push(cookie_value.to_owned());
+                    }
+                }
+            }
+        } else {
+            for (config, tokens) in configs.iter().zip(found.iter_mut()) {
+                if let Transport::Header(header) = &config.transport {
+                    let value = value.trim();
+                    if header.eq_ignore_ascii_case(name)
+                        && !value.is_empty()
+                        && tokens.len() < MAX_CANDIDATES
+                    {
+                        tokens.push(value.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::KeyRing;
+
+    fn config() -> SessionConfig {
+        SessionConfig::cookie(KeyRing::from_secret(&[1; 32]).unwrap())
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let c = config();
+        let h = ResponseHeader::token(&c, "tok", false, time::Duration::HOUR).unwrap();
+        assert_eq!(h.name(), "set-cookie");
+        assert_eq!(h.value(), "sid=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
+        let h = ResponseHeader::token(&c.cookie_secure(false), "tok", true, time::Duration::HOUR)
+            .unwrap();
+        assert_eq!(h.value(), "sid=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600");
+    }
+
+    #[test]
+    fn removal_cookie_expires_now() {
+        let h = ResponseHeader::removal(&config().cookie_secure(false));
+        assert!(h.value().starts_with("sid=; "), "{}", h.value());
+        assert!(h.value().contains("Max-Age=0"));
+        assert!(h.value().contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
+    }
+
+    #[test]
+    fn oversized_cookie_refused() {
+        let big = "a".repeat(4090);
+        let err = ResponseHeader::token(&config(), &big, false, time::Duration::HOUR).unwrap_err();
+        assert!(matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }));
+    }
+
+    #[test]
+    fn reads_cookies_and_headers() {
+        let configs = vec![
+            Arc::new(config()),
+            Arc::new(config().name("api").header_transport("X-Session-Token")),
+        ];
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("Cookie", b"a=1; sid=first; b=2".as_slice()),
+            ("cookie", b"sid=\"second\"; sid=".as_slice()),
+            ("x-session-token", b" tok ".as_slice()),
+            ("cookie", b"\xff\xfe".as_slice()),
+            ("cookie", b"garbage;;; =; sid".as_slice()),
+        ];
+        let found = read_tokens(&configs, headers);
+        assert_eq!(found[0], vec!["first", "second"]);
+        assert_eq!(found[1], vec!["tok"]);
+    }
+
+    #[test]
+    fn candidates_are_bounded() {
+        let configs = vec![Arc::new(config())];
+        let header = "sid=x; ".repeat(100);
+        let found = read_tokens(&configs, [("cookie", header.as_bytes())]);
+        assert_eq!(found[0].len(), MAX_CANDIDATES);
+    }
+}
