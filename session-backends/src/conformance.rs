@@ -1,0 +1,283 @@
+//! The rules every [`Store`] must follow, as async functions that panic on a
+//! violation, and [`store_conformance_tests!`](crate::store_conformance_tests)
+//! to run each as its own test.
+//!
+//! Each rule uses keys of its own (a random prefix), so the suite can run
+//! against a shared server with other tests at the same time. Rules that
+//! wait for expiry take a few seconds: memcached counts TTLs in whole
+//! seconds.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use session_backends::{conformance, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let store = MemoryStore::new();
+//! conformance::round_trip(&store).await;
+//! conformance::compare_and_swap(&store).await;
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::time::OffsetDateTime;
+use session_core::{SaveCondition, SaveOutcome, Store, StoreError, StoreKey, Version};
+
+/// A key no other test uses.
+pub fn unique_key(rule: &str) -> StoreKey {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    StoreKey::from_raw(format!("conformance-{rule}-{}-{nanos:x}-{n}", std::process::id()))
+}
+
+fn in_secs(secs: u64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::from_secs(secs)
+}
+
+fn saved(outcome: SaveOutcome) -> Version {
+    match outcome {
+        SaveOutcome::Saved(v) => v,
+        other => panic!("expected a save, got {other:?}"),
+    }
+}
+
+/// Save then load returns the bytes and the version of the save; a missing
+/// key loads as `None`; `Always` overwrites.
+pub async fn round_trip(store: &dyn Store) {
+    let key = unique_key("round-trip");
+    assert!(store.load(&key).await.expect("load").is_none(), "a fresh key is absent");
+    let v1 = saved(store.save(&key, b"first", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+    let got = store.load(&key).await.expect("load").expect("present");
+    assert_eq!(got.bytes, b"first");
+    assert_eq!(got.version, v1);
+    if let Some(expires) = got.expires_at {
+        let left = expires - OffsetDateTime::now_utc();
+        assert!(left > time_secs(50) && left <= time_secs(61), "reported expiry {left}");
+    }
+    let binary: Vec<u8> = (0..=255u8).chain([b'\r', b'\n', 0, b' ']).collect();
+    let v2 = saved(store.save(&key, &binary, in_secs(60), SaveCondition::Always).await.expect("save"));
+    assert_ne!(v1, v2, "a save changes the version");
+    assert_eq!(store.load(&key).await.expect("load").expect("present").bytes, binary);
+    store.delete(&key).await.expect("delete");
+}
+
+fn time_secs(secs: i64) -> session_core::time::Duration {
+    session_core::time::Duration::seconds(secs)
+}
+
+/// A record is gone after its deadline.
+pub async fn expiry(store: &dyn Store) {
+    let key = unique_key("expiry");
+    saved(store.save(&key, b"short", in_secs(1), SaveCondition::Always).await.expect("save"));
+    assert!(store.load(&key).await.expect("load").is_some());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(store.load(&key).await.expect("load").is_none(), "expired record still loads");
+    assert!(!store.touch(&key, in_secs(60)).await.expect("touch"), "touch revived an expired record");
+}
+
+/// Deadlines more than 30 days away (memcached's relative-TTL limit) work.
+pub async fn long_deadline(store: &dyn Store) {
+    let key = unique_key("long-deadline");
+    let far = in_secs(60 * 86_400);
+    saved(store.save(&key, b"far", far, SaveCondition::Always).await.expect("save"));
+    let got = store.load(&key).await.expect("load").expect("a 60-day record is present");
+    if let Some(expires) = got.expires_at {
+        let diff = (expires - far).whole_seconds().abs();
+        assert!(diff <= 2, "60-day deadline reported {diff} s off");
+    }
+    store.delete(&key).await.expect("delete");
+}
+
+/// Touch moves the deadline without changing bytes or version; touching a
+/// missing key says so.
+pub async fn touch(store: &dyn Store) {
+    let key = unique_key("touch");
+    let v = saved(store.save(&key, b"kept", in_secs(1), SaveCondition::Always).await.expect("save"));
+    assert!(store.touch(&key, in_secs(60)).await.expect("touch"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let got = store.load(&key).await.expect("load").expect("touched record outlives its first deadline");
+    assert_eq!(got.bytes, b"kept");
+    assert_eq!(got.version, v, "touch does not rewrite");
+    if let Some(expires) = got.expires_at {
+        assert!(expires - OffsetDateTime::now_utc() > time_secs(50));
+    }
+    assert!(!store.touch(&unique_key("touch-missing"), in_secs(60)).await.expect("touch"));
+    store.delete(&key).await.expect("delete");
+}
+
+/// Delete removes; deleting a missing key is not an error.
+pub async fn delete(store: &dyn Store) {
+    let key = unique_key("delete");
+    saved(store.save(&key, b"x", in_secs(60), SaveCondition::Always).await.expect("save"));
+    store.delete(&key).await.expect("delete");
+    assert!(store.load(&key).await.expect("load").is_none());
+    store.delete(&key).await.expect("deleting a missing key");
+}
+
+/// `IfAbsent` and `IfVersion` conditions hold.
+pub async fn compare_and_swap(store: &dyn Store) {
+    let key = unique_key("cas");
+    let v1 = saved(store.save(&key, b"one", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+    let again = store.save(&key, b"dup", in_secs(60), SaveCondition::IfAbsent).await.expect("save");
+    assert_eq!(again, SaveOutcome::Conflict, "IfAbsent over an existing record");
+    let v2 = saved(store.save(&key, b"two", in_secs(60), SaveCondition::IfVersion(v1)).await.expect("save"));
+    let stale = store.save(&key, b"stale", in_secs(60), SaveCondition::IfVersion(v1)).await.expect("save");
+    assert_eq!(stale, SaveOutcome::Conflict, "IfVersion with a stale version");
+    assert_eq!(store.load(&key).await.expect("load").expect("present").bytes, b"two");
+    assert_eq!(store.load(&key).await.expect("load").expect("present").version, v2);
+    store.delete(&key).await.expect("delete");
+    let gone = store.save(&key, b"gone", in_secs(60), SaveCondition::IfVersion(v2)).await.expect("save");
+    assert_eq!(gone, SaveOutcome::Conflict, "IfVersion on a deleted record");
+}
+
+/// Many writers each add their own part to one record through
+/// load + compare-and-swap retries: no part is lost.
+pub async fn concurrent_disjoint_updates(store: Arc<dyn Store>) {
+    const WRITERS: usize = 24;
+    let key = unique_key("concurrent");
+    saved(store.save(&key, b"", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let store = store.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            for _attempt in 0..1000 {
+                let current = store.load(&key).await.expect("load").expect("present");
+                let mut bytes = current.bytes.clone();
+                bytes.extend_from_slice(format!("[{writer}]").as_bytes());
+                match store.save(&key, &bytes, in_secs(60), SaveCondition::IfVersion(current.version)).await.expect("save") {
+                    SaveOutcome::Saved(_) => return,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            panic!("writer {writer} never got its update in");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let text = String::from_utf8(store.load(&key).await.expect("load").expect("present").bytes).expect("utf8");
+    for writer in 0..WRITERS {
+        assert!(text.contains(&format!("[{writer}]")), "writer {writer} lost: {text}");
+    }
+    store.delete(&key).await.expect("delete");
+}
+
+/// Many sessions saved at once under different keys all land.
+pub async fn concurrent_distinct_keys(store: Arc<dyn Store>) {
+    let keys: Vec<StoreKey> = (0..64).map(|_| unique_key("distinct")).collect();
+    let mut tasks = Vec::new();
+    for (i, key) in keys.iter().cloned().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            saved(store.save(&key, format!("value {i}").as_bytes(), in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+        }));
+    }
+    for task in tasks {
+        task.await.expect("save task");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let got = store.load(key).await.expect("load").expect("present");
+        assert_eq!(got.bytes, format!("value {i}").as_bytes());
+        store.delete(key).await.expect("delete");
+    }
+}
+
+/// A record over the store's declared limit is refused with
+/// [`StoreError::TooLarge`] and the previous record stays intact.
+pub async fn size_limit(store: &dyn Store) {
+    let limit = store.max_record_size().expect("every store declares its size limit");
+    let key = unique_key("size");
+    saved(store.save(&key, b"small", in_secs(60), SaveCondition::Always).await.expect("save"));
+    let big = vec![7u8; limit + 1];
+    match store.save(&key, &big, in_secs(60), SaveCondition::Always).await {
+        Err(StoreError::TooLarge { size, limit: l }) => {
+            assert_eq!(size, limit + 1);
+            assert_eq!(l, limit);
+        }
+        other => panic!("oversized save gave {other:?}"),
+    }
+    let kept = store.load(&key).await.expect("load").expect("previous record kept");
+    assert_eq!(kept.bytes, b"small");
+    let at_limit = vec![8u8; limit];
+    saved(store.save(&key, &at_limit, in_secs(60), SaveCondition::Always).await.expect("a record at the limit is accepted"));
+    store.delete(&key).await.expect("delete");
+}
+
+/// Runs every rule against `store`, one after the other.
+pub async fn run_all(store: Arc<dyn Store>) {
+    round_trip(&*store).await;
+    compare_and_swap(&*store).await;
+    delete(&*store).await;
+    size_limit(&*store).await;
+    long_deadline(&*store).await;
+    touch(&*store).await;
+    expiry(&*store).await;
+    concurrent_disjoint_updates(store.clone()).await;
+    concurrent_distinct_keys(store).await;
+}
+
+/// Defines one `#[tokio::test]` per conformance rule for the store that
+/// `$make` evaluates to (an `Arc<dyn Store>`; `$make` may `.await`). The
+/// calling crate needs `tokio` with the `macros` and `rt-multi-thread`
+/// features.
+///
+/// ```ignore
+/// session_backends::store_conformance_tests!(memory, {
+///     std::sync::Arc::new(session_backends::MemoryStore::new())
+/// });
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($suite:ident, $make:expr) => {
+        mod $suite {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn make() -> ::std::sync::Arc<dyn ::session_core::Store> {
+                $make
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn round_trip() {
+                $crate::conformance::round_trip(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn compare_and_swap() {
+                $crate::conformance::compare_and_swap(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delete() {
+                $crate::conformance::delete(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn size_limit() {
+                $crate::conformance::size_limit(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn long_deadline() {
+                $crate::conformance::long_deadline(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn touch() {
+                $crate::conformance::touch(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expiry() {
+                $crate::conformance::expiry(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_disjoint_updates() {
+                $crate::conformance::concurrent_disjoint_updates(make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_distinct_keys() {
+                $crate::conformance::concurrent_distinct_keys(make().await).await;
+            }
+        }
+    };
+}
