@@ -1,0 +1,218 @@
+//! The demo's routes, once, on `session_core::Session`: each framework's
+//! handler only extracts the session and body and converts the [`Reply`].
+//! That is what keeps the three demos indistinguishable.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use session_core::{Session, SessionError, SessionKey};
+
+/// The counter of `/counter`.
+pub const COUNTER: SessionKey<u64> = SessionKey::new("n");
+/// The logged-in user: a constant attribute, set at login.
+pub const USER: SessionKey<String> = SessionKey::new("user");
+/// Flash kind of the login greeting.
+pub const WELCOME_KIND: &str = "info";
+
+/// A framework-neutral response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, when there is a body.
+    pub content_type: Option<&'static str>,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply { status, content_type: Some("application/json"), body: value.to_string() }
+    }
+
+    fn no_content() -> Reply {
+        Reply { status: 204, content_type: None, body: String::new() }
+    }
+
+    fn bad_request(message: impl std::fmt::Display) -> Reply {
+        Reply::json(400, &json!({ "error": format!("bad request: {message}") }))
+    }
+}
+
+impl From<SessionError> for Reply {
+    fn from(e: SessionError) -> Reply {
+        tracing::warn!(error = %e, "session error");
+        Reply::json(e.http_status(), &json!({ "error": e.public_message() }))
+    }
+}
+
+/// Runs a route body, turning a session error into its reply.
+async fn reply(body: impl std::future::Future<Output = Result<Reply, SessionError>>) -> Reply {
+    body.await.unwrap_or_else(Reply::from)
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(Reply::bad_request)
+}
+
+/// One pending flash, as `/flash` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flash {
+    /// Its kind (`info`, `error`, ...).
+    pub kind: String,
+    /// Its text.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    user: String,
+}
+
+#[derive(Deserialize)]
+struct Remember {
+    persistent: bool,
+}
+
+/// `GET /health`: touches no session.
+pub fn health() -> Reply {
+    Reply { status: 200, content_type: Some("text/plain; charset=utf-8"), body: "ok".into() }
+}
+
+/// `GET /counter`: n = n + 1.
+pub async fn counter(session: &Session) -> Reply {
+    reply(async {
+        let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
+        session.insert(&COUNTER, &n).await?;
+        Ok(Reply::json(200, &json!({ "n": n })))
+    })
+    .await
+}
+
+/// `GET /counter/peek`: reads n (0 when absent).
+pub async fn counter_peek(session: &Session) -> Reply {
+    reply(async {
+        let n = session.get(&COUNTER).await?.unwrap_or(0);
+        Ok(Reply::json(200, &json!({ "n": n })))
+    })
+    .await
+}
+
+fn kv_key(key: &str) -> String {
+    format!("kv:{key}")
+}
+
+/// `POST /kv/{key}`: stores any JSON value.
+pub async fn kv_set(session: &Session, key: &str, body: &[u8]) -> Reply {
+    let value: serde_json::Value = match parse(body) {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    reply(async {
+        session.insert(&kv_key(key), &value).await?;
+        Ok(Reply::no_content())
+    })
+    .await
+}
+
+/// `GET /kv/{key}`: the stored value, or 404.
+pub async fn kv_get(session: &Session, key: &str) -> Reply {
+    reply(async {
+        Ok(match session.get::<serde_json::Value, _>(&kv_key(key)).await? {
+            Some(value) => Reply::json(200, &value),
+            None => Reply::json(404, &json!({ "error": "not found" })),
+        })
+    })
+    .await
+}
+
+/// `POST /login`: sets the user, renews the id, greets with a flash.
+pub async fn login(session: &Session, body: &[u8]) -> Reply {
+    let login: Login = match parse(body) {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    reply(async {
+        session.renew().await?;
+        session.insert_constant(&USER, &login.user).await?;
+        session.flash(WELCOME_KIND, &format!("welcome {}", login.user)).await?;
+        Ok(Reply::json(200, &json!({ "user": login.user })))
+    })
+    .await
+}
+
+/// `GET /whoami`: 200 with the user, or 401.
+pub async fn whoami(session: &Session) -> Reply {
+    reply(async {
+        Ok(match session.get(&USER).await? {
+            Some(user) => Reply::json(200, &json!({ "user": user })),
+            None => Reply::json(401, &json!({ "user": null })),
+        })
+    })
+    .await
+}
+
+/// `POST /remember`: persistent or browser-session cookie.
+pub async fn remember(session: &Session, body: &[u8]) -> Reply {
+    let remember: Remember = match parse(body) {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    reply(async {
+        session.set_persistent(remember.persistent).await?;
+        Ok(Reply::no_content())
+    })
+    .await
+}
+
+/// `GET /flash`: takes every pending flash.
+pub async fn flash_take(session: &Session) -> Reply {
+    reply(async {
+        let flashes: Vec<Flash> = take_flashes(session).await?;
+        Ok(Reply::json(200, &json!(flashes)))
+    })
+    .await
+}
+
+async fn take_flashes(session: &Session) -> Result<Vec<Flash>, SessionError> {
+    Ok(session
+        .take_all_flashes::<String>()
+        .await?
+        .into_iter()
+        .map(|(kind, message)| Flash { kind, message })
+        .collect())
+}
+
+/// `POST /flash`: adds a flash.
+pub async fn flash_add(session: &Session, body: &[u8]) -> Reply {
+    let flash: Flash = match parse(body) {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    reply(async {
+        session.flash(&flash.kind, &flash.message).await?;
+        Ok(Reply::no_content())
+    })
+    .await
+}
+
+/// `POST /logout`: purges the session.
+pub async fn logout(session: &Session) -> Reply {
+    reply(async {
+        session.purge().await?;
+        Ok(Reply::no_content())
+    })
+    .await
+}
+
+/// `GET /`: the HTML page (flashes are consumed).
+pub async fn page(session: &Session) -> Reply {
+    reply(async {
+        let user = session.get(&USER).await?;
+        let n = session.get(&COUNTER).await?.unwrap_or(0);
+        let persistent = session.is_persistent().await?;
+        let flashes = take_flashes(session).await?;
+        let body = crate::page::render(user.as_deref(), n, persistent, &flashes);
+        Ok(Reply { status: 200, content_type: Some("text/html; charset=utf-8"), body })
+    })
+    .await
+}

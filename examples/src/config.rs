@@ -1,0 +1,258 @@
+//! The demo's configuration, read from the environment (DEMO_CONTRACT.md).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_backends::MemoryStore;
+use session_core::{KeyRing, SessionConfig, SessionManager};
+
+/// Where the demo keeps sessions (`SESSION_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded memory store.
+    Memory,
+    /// Sealed cookies, no server state.
+    Cookie,
+    /// Memcached (`MEMCACHE_SERVERS`).
+    Memcache,
+    /// Files under `SESSION_DIR`.
+    File,
+    /// Memory in front of memcached in front of files.
+    Cascade,
+}
+
+/// How the token travels (`SESSION_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The `sid` cookie.
+    Cookie,
+    /// The `X-Session-Token` header.
+    Header,
+}
+
+/// The token header of header transport.
+pub const TOKEN_HEADER: &str = "X-Session-Token";
+
+/// The demo's settings.
+#[derive(Clone)]
+pub struct DemoConfig {
+    /// TCP port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// The store.
+    pub store: StoreKind,
+    /// Directory of the file store.
+    pub session_dir: PathBuf,
+    /// Memcached servers.
+    pub memcache_servers: Vec<String>,
+    /// Token transport.
+    pub transport: TransportKind,
+    /// The key ring from `SESSION_SECRET` and `SESSION_OLD_SECRETS`.
+    pub keys: KeyRing,
+    /// Whether `SESSION_SECRET` was absent and a random secret generated.
+    pub generated_secret: bool,
+    /// Idle timeout.
+    pub idle: Duration,
+    /// The cookie's Secure flag.
+    pub cookie_secure: bool,
+}
+
+impl fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("port", &self.port)
+            .field("store", &self.store)
+            .field("transport", &self.transport)
+            .field("keys", &self.keys)
+            .field("idle", &self.idle)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration variable with a bad value; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong with it (never the secret itself).
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { variable, message: message.into() }
+}
+
+impl DemoConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `get` (tests pass a map).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let port = match var("PORT") {
+            None => 3000,
+            Some(v) => v.trim().parse().map_err(|_| bad("PORT", format!("`{v}` is not a port number (0-65535)")))?,
+        };
+        let store = match var("SESSION_STORE").as_deref().map(str::trim) {
+            None | Some("memory") => StoreKind::Memory,
+            Some("cookie") => StoreKind::Cookie,
+            Some("memcache") => StoreKind::Memcache,
+            Some("file") => StoreKind::File,
+            Some("cascade") => StoreKind::Cascade,
+            Some(other) => {
+                return Err(bad(
+                    "SESSION_STORE",
+                    format!("unknown store `{other}` (expected memory, cookie, memcache, file or cascade)"),
+                ))
+            }
+        };
+        let session_dir = var("SESSION_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("sessions"));
+        let memcache_servers: Vec<String> = var("MEMCACHE_SERVERS")
+            .unwrap_or_else(|| "127.0.0.1:11211".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for server in &memcache_servers {
+            let valid = server.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(bad("MEMCACHE_SERVERS", format!("`{server}` is not host:port")));
+            }
+        }
+        let transport = match var("SESSION_TRANSPORT").as_deref().map(str::trim) {
+            None | Some("cookie") => TransportKind::Cookie,
+            Some("header") => TransportKind::Header,
+            Some(other) => {
+                return Err(bad("SESSION_TRANSPORT", format!("unknown transport `{other}` (expected cookie or header)")))
+            }
+        };
+        let (mut keys, generated_secret) = match var("SESSION_SECRET") {
+            Some(secret) => (
+                KeyRing::from_base64(&secret).map_err(|e| bad("SESSION_SECRET", e.to_string()))?,
+                false,
+            ),
+            None => (KeyRing::generate().map_err(|e| bad("SESSION_SECRET", e.to_string()))?, true),
+        };
+        if let Some(old) = var("SESSION_OLD_SECRETS") {
+            for secret in old.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                keys = keys.with_old_base64(secret).map_err(|e| bad("SESSION_OLD_SECRETS", e.to_string()))?;
+            }
+        }
+        let idle = match var("SESSION_IDLE_SECS") {
+            None => Duration::from_secs(1800),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(secs) if (1..=100 * 365 * 86_400).contains(&secs) => Duration::from_secs(secs),
+                _ => return Err(bad("SESSION_IDLE_SECS", format!("`{v}` is not a whole number of seconds above 0"))),
+            },
+        };
+        let cookie_secure = match var("SESSION_COOKIE_SECURE").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(bad("SESSION_COOKIE_SECURE", format!("`{other}` is not true or false"))),
+        };
+        Ok(DemoConfig {
+            port,
+            store,
+            session_dir,
+            memcache_servers,
+            transport,
+            keys,
+            generated_secret,
+            idle,
+            cookie_secure,
+        })
+    }
+
+    /// The session manager this configuration describes.
+    pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
+        let config = match self.store {
+            StoreKind::Memory => SessionConfig::server(Arc::new(MemoryStore::new()), self.keys.clone()),
+            StoreKind::Cookie => SessionConfig::cookie(self.keys.clone()),
+            StoreKind::Memcache | StoreKind::File | StoreKind::Cascade => {
+                return Err(bad(
+                    "SESSION_STORE",
+                    "the memcache, file and cascade stores are not built yet; use memory or cookie",
+                ))
+            }
+        };
+        let mut config = config.name("sid").idle_timeout(self.idle).cookie_secure(self.cookie_secure);
+        if self.transport == TransportKind::Header {
+            config = config.header_transport(TOKEN_HEADER);
+        }
+        SessionManager::new(config).map_err(|e| bad("SESSION_STORE", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<DemoConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DemoConfig::from_vars(|k| map.get(k).cloned())
+    }
+
+    const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!((c.port, c.store, c.transport, c.cookie_secure), (3000, StoreKind::Memory, TransportKind::Cookie, false));
+        assert_eq!(c.idle, Duration::from_secs(1800));
+        assert!(c.generated_secret);
+        assert_eq!(c.memcache_servers, ["127.0.0.1:11211"]);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("PORT", "70000"),
+            ("SESSION_STORE", "redis"),
+            ("SESSION_TRANSPORT", "carrier-pigeon"),
+            ("SESSION_SECRET", "c2hvcnQ="),
+            ("SESSION_SECRET", "%%%"),
+            ("SESSION_OLD_SECRETS", "c2hvcnQ="),
+            ("SESSION_IDLE_SECS", "0"),
+            ("SESSION_IDLE_SECS", "soon"),
+            ("SESSION_COOKIE_SECURE", "yes"),
+            ("MEMCACHE_SERVERS", "localhost"),
+        ];
+        for (var, value) in cases {
+            let err = parse(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, *var, "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_and_rotation() {
+        let c = parse(&[("SESSION_SECRET", SECRET), ("SESSION_OLD_SECRETS", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=, ")]).unwrap();
+        assert!(!c.generated_secret);
+        assert_eq!(c.keys.len(), 2);
+        assert!(!format!("{c:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn stores_not_built_yet_are_refused_clearly() {
+        for store in ["memcache", "file", "cascade"] {
+            let err = parse(&[("SESSION_STORE", store)]).unwrap().session_manager().unwrap_err();
+            assert_eq!(err.variable, "SESSION_STORE");
+            assert!(err.message.contains("not built yet"));
+        }
+    }
+}

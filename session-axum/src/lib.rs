@@ -1,0 +1,227 @@
+//! Sessions for axum 0.8 and any tower/hyper service.
+//!
+//! [`SessionLayer`] reads the request's session tokens into the request
+//! extensions and, after the handler, saves what changed and adds the
+//! `Set-Cookie` (or token header). [`Session`] and [`Sessions`] extract them
+//! in handlers; nothing is loaded from the store unless a handler uses the
+//! session. All session logic lives in `session-core`.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use session_axum::{Session, SessionError, SessionLayer};
+//! use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
+//!
+//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
+//!
+//! async fn count(session: Session) -> Result<String, SessionError> {
+//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
+//!     session.insert(&COUNTER, &n).await?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = SessionManager::new(SessionConfig::cookie(KeyRing::generate()?))?;
+//! let app: Router = Router::new().route("/", get(count)).layer(SessionLayer::new(manager));
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use session_core::{RequestSessions, SessionManager};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A tower layer that gives every request its sessions and saves them after
+/// the inner service answers.
+#[derive(Clone, Debug)]
+pub struct SessionLayer {
+    manager: SessionManager,
+}
+
+impl SessionLayer {
+    /// A layer serving the sessions of `manager`.
+    pub fn new(manager: SessionManager) -> Self {
+        SessionLayer { manager }
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService { inner, manager: self.manager.clone() }
+    }
+}
+
+/// The service made by [`SessionLayer`].
+#[derive(Clone, Debug)]
+pub struct SessionService<S> {
+    inner: S,
+    manager: SessionManager,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<String> + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let sessions = self
+            .manager
+            .start(req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())));
+        req.extensions_mut().insert(sessions.clone());
+        // The clone that was made ready is the one to call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let mut response = inner.call(req).await?;
+            match sessions.finish().await {
+                Ok(headers) => {
+                    for header in headers {
+                        let name = HeaderName::from_bytes(header.name().as_bytes());
+                        let value = HeaderValue::from_str(header.value());
+                        if let (Ok(name), Ok(value)) = (name, value) {
+                            response.headers_mut().append(name, value);
+                        }
+                    }
+                }
+                Err(e) => response = error_response(&e),
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// The JSON error response for a session error: 503 when the store is out
+/// of reach, 500 otherwise, with a message that reveals nothing secret.
+fn error_response<B: From<String>>(error: &session_core::SessionError) -> http::Response<B> {
+    let body = serde_json::json!({ "error": error.public_message() }).to_string();
+    let mut response = http::Response::new(B::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The request's primary session, as an extractor. Derefs to
+/// [`session_core::Session`] for every accessor.
+#[derive(Clone, Debug)]
+pub struct Session(session_core::Session);
+
+impl Deref for Session {
+    type Target = session_core::Session;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Session {
+    /// The core handle.
+    pub fn into_inner(self) -> session_core::Session {
+        self.0
+    }
+}
+
+/// All of the request's sessions, for applications with several named
+/// sessions. Derefs to [`RequestSessions`].
+#[derive(Clone, Debug)]
+pub struct Sessions(RequestSessions);
+
+impl Deref for Sessions {
+    type Target = RequestSessions;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Rejection when a handler asks for a session but no [`SessionLayer`]
+/// wraps it: a 500 that names the fix.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingSessionLayer;
+
+impl std::fmt::Display for MissingSessionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no session layer: add `session_axum::SessionLayer` around this route")
+    }
+}
+
+impl std::error::Error for MissingSessionLayer {}
+
+impl IntoResponse for MissingSessionLayer {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+fn request_sessions(parts: &Parts) -> Result<RequestSessions, MissingSessionLayer> {
+    parts.extensions.get::<RequestSessions>().cloned().ok_or(MissingSessionLayer)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Session(request_sessions(parts)?.primary().clone()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Sessions {
+    type Rejection = MissingSessionLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Sessions(request_sessions(parts)?))
+    }
+}
+
+/// A session error as an axum response (503 or 500, JSON body), so
+/// handlers can use `?` on session calls.
+#[derive(Debug)]
+pub struct SessionError(pub session_core::SessionError);
+
+impl From<session_core::SessionError> for SessionError {
+    fn from(e: session_core::SessionError) -> Self {
+        SessionError(e)
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        error_response(&self.0)
+    }
+}
