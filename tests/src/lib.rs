@@ -1,1 +1,261 @@
-//! placeholder
+//! Harness for the cross-framework scenarios: starts a demo server on a free
+//! loopback port with given settings, and a client that keeps the session
+//! token the way a browser (cookie) or an API client (header) would.
+//!
+//! Adding a framework is one more [`Framework`] variant and one line in
+//! [`DemoServer::start`]; the scenarios in `tests/contract.rs` then run
+//! against it unchanged.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod scenarios;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use examples::config::{DemoConfig, TransportKind, TOKEN_HEADER};
+
+/// A demo implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// `demo-axum`.
+    Axum,
+}
+
+/// A base64 secret of 32 bytes for tests (`0123...` repeated).
+pub const SECRET_A: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+/// Another 32-byte secret, for rotation.
+pub const SECRET_B: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+
+/// What a scenario runs against: framework, store, transport.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The framework.
+    pub framework: Framework,
+    /// `SESSION_STORE`.
+    pub store: &'static str,
+    /// `SESSION_TRANSPORT`.
+    pub transport: &'static str,
+}
+
+impl Setup {
+    /// A setup.
+    pub const fn new(framework: Framework, store: &'static str, transport: &'static str) -> Self {
+        Setup { framework, store, transport }
+    }
+
+    /// Whether sessions live on the server (tokens can be revoked).
+    pub fn server_side(&self) -> bool {
+        self.store != "cookie"
+    }
+
+    /// Whether the token travels in a cookie.
+    pub fn cookie_transport(&self) -> bool {
+        self.transport == "cookie"
+    }
+
+    /// Starts a server with this setup, a fixed secret, and `extra` variables.
+    pub fn start(&self, extra: &[(&str, &str)]) -> DemoServer {
+        let mut vars = vec![
+            ("SESSION_STORE", self.store),
+            ("SESSION_TRANSPORT", self.transport),
+            ("SESSION_SECRET", SECRET_A),
+        ];
+        vars.extend_from_slice(extra);
+        DemoServer::start(self.framework, &vars)
+    }
+}
+
+/// A demo server running on its own thread and runtime, like a separate
+/// process; dropping it stops it at once (as a crash or restart would).
+pub struct DemoServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    transport: TransportKind,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DemoServer {
+    /// Starts `framework`'s demo with these environment variables (later
+    /// entries win). Panics on a configuration error.
+    pub fn start(framework: Framework, vars: &[(&str, &str)]) -> DemoServer {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = DemoConfig::from_vars(|k| map.get(k).cloned()).expect("demo configuration");
+        let manager = config.session_manager().expect("demo session manager");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, bound) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                ready.send(listener.local_addr().expect("address")).expect("report address");
+                let serve = match framework {
+                    Framework::Axum => {
+                        examples::axum_demo::serve(listener, manager, std::future::pending())
+                    }
+                };
+                tokio::select! {
+                    result = serve => result.expect("server"),
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        });
+        let addr = bound.recv_timeout(Duration::from_secs(10)).expect("server started");
+        DemoServer {
+            base: format!("http://{addr}"),
+            transport: config.transport,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A new client of this server, with no session.
+    pub fn client(&self) -> DemoClient {
+        DemoClient {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+            base: self.base.clone(),
+            transport: self.transport,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// The same client (same token) pointed at this server.
+    pub fn adopt(&self, client: &DemoClient) -> DemoClient {
+        let other = self.client();
+        other.set_token(client.token());
+        other
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body text.
+    pub body: String,
+}
+
+impl Response {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// The `Set-Cookie` headers.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    }
+
+    /// The `Content-Type` header.
+    pub fn content_type(&self) -> &str {
+        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// An HTTP client of one user: keeps the `sid` cookie or the
+/// `X-Session-Token` header as the server sets them.
+pub struct DemoClient {
+    http: reqwest::Client,
+    base: String,
+    transport: TransportKind,
+    token: Mutex<Option<String>>,
+}
+
+impl DemoClient {
+    /// The current session token, if any.
+    pub fn token(&self) -> Option<String> {
+        self.token.lock().expect("token lock").clone()
+    }
+
+    /// Replaces the token (to replay, tamper or forget it).
+    pub fn set_token(&self, token: Option<String>) {
+        *self.token.lock().expect("token lock") = token;
+    }
+
+    /// Sends a request; `body` is sent as JSON text when present.
+    pub async fn request(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = self.token() {
+            request = match self.transport {
+                TransportKind::Cookie => request.header("cookie", format!("sid={token}")),
+                TransportKind::Header => request.header(TOKEN_HEADER, token),
+            };
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("body");
+        let response = Response { status, headers, body };
+        self.keep_token(&response);
+        response
+    }
+
+    fn keep_token(&self, response: &Response) {
+        match self.transport {
+            TransportKind::Cookie => {
+                for cookie in response.set_cookies() {
+                    let Some(rest) = cookie.strip_prefix("sid=") else { continue };
+                    let value = rest.split(';').next().unwrap_or("");
+                    let removed = value.is_empty() || cookie.contains("Max-Age=0");
+                    self.set_token((!removed).then(|| value.to_owned()));
+                }
+            }
+            TransportKind::Header => {
+                if let Some(value) = response.headers.get(TOKEN_HEADER) {
+                    let value = value.to_str().expect("ascii");
+                    self.set_token((!value.is_empty()).then(|| value.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.request("GET", path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Response {
+        self.request("POST", path, Some(&body.to_string())).await
+    }
+
+    /// `POST path` with a raw body.
+    pub async fn post_raw(&self, path: &str, body: &str) -> Response {
+        self.request("POST", path, Some(body)).await
+    }
+}

@@ -1,0 +1,321 @@
+//! The demo contract as scenarios; each starts its own server from a
+//! [`Setup`] and panics on any deviation.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::{Setup, SECRET_A, SECRET_B};
+
+/// `GET /health` is 200 `ok` and never sets a cookie, with or without a session.
+pub async fn health(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    let r = client.get("/health").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    assert!(r.set_cookies().is_empty());
+    client.get("/counter").await;
+    let token = client.token();
+    let r = client.get("/health").await;
+    assert!(r.set_cookies().is_empty() && r.headers.get("x-session-token").is_none());
+    assert_eq!(client.token(), token);
+    client.set_token(Some("garbage".into()));
+    let r = client.get("/health").await;
+    assert_eq!(r.status, 200);
+    assert!(r.set_cookies().is_empty());
+}
+
+/// `/counter` counts from 1; `/counter/peek` reads without writing.
+pub async fn counter(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    let r = client.get("/counter/peek").await;
+    assert_eq!((r.status, r.json()), (200, json!({"n": 0})));
+    assert!(r.set_cookies().is_empty(), "peek on a new session sets nothing");
+    assert!(client.token().is_none());
+    for n in 1..=3 {
+        let r = client.get("/counter").await;
+        assert_eq!((r.status, r.json()), (200, json!({"n": n})));
+        assert!(r.content_type().starts_with("application/json"));
+    }
+    assert!(client.token().is_some());
+    let r = client.get("/counter/peek").await;
+    assert_eq!(r.json(), json!({"n": 3}));
+    assert!(r.set_cookies().is_empty(), "peek writes no cookie");
+    assert!(r.headers.get("x-session-token").is_none());
+    // Another client has its own session.
+    assert_eq!(server.client().get("/counter").await.json(), json!({"n": 1}));
+}
+
+/// `/kv/{key}` stores any JSON value exactly, 404 for a missing key.
+pub async fn key_values(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    assert_eq!(client.get("/kv/missing").await.status, 404);
+    let value = json!({"big": u64::MAX, "neg": i64::MIN, "float": 0.1, "list": [1, "two", null, true], "nested": {"a": {"b": []}}});
+    let r = client.post("/kv/thing", value.clone()).await;
+    assert_eq!(r.status, 204);
+    assert!(r.body.is_empty());
+    let r = client.get("/kv/thing").await;
+    assert_eq!((r.status, r.json()), (200, value));
+    client.post("/kv/thing", json!("replaced")).await;
+    assert_eq!(client.get("/kv/thing").await.json(), json!("replaced"));
+    // The kv space does not collide with the demo's own keys.
+    client.post("/kv/user", json!("mallory")).await;
+    assert_eq!(client.get("/whoami").await.status, 401);
+}
+
+/// Malformed JSON and missing fields are 400 with a JSON body, never 500.
+pub async fn bad_json(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    for (path, body) in [
+        ("/kv/x", "{not json"),
+        ("/kv/x", ""),
+        ("/login", "{}"),
+        ("/login", r#"{"user": 5}"#),
+        ("/login", "[1,2"),
+        ("/remember", r#"{"persistent": "yes"}"#),
+        ("/flash", r#"{"kind": "info"}"#),
+    ] {
+        let r = client.post_raw(path, body).await;
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{path}: {}", r.body);
+    }
+}
+
+/// Login sets the user, renews the token (the old one dies on server
+/// stores), greets once; whoami follows.
+pub async fn login_and_whoami(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    let r = client.get("/whoami").await;
+    assert_eq!((r.status, r.json()), (401, json!({"user": null})));
+    client.get("/counter").await;
+    let before = client.token().expect("a session before login");
+    let r = client.post("/login", json!({"user": "ada"})).await;
+    assert_eq!((r.status, r.json()), (200, json!({"user": "ada"})));
+    let after = client.token().expect("a session after login");
+    assert_ne!(before, after, "login renews the token");
+    assert_eq!(client.get("/whoami").await.json(), json!({"user": "ada"}));
+    assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}), "data kept across renewal");
+    if setup.server_side() {
+        let replay = server.client();
+        replay.set_token(Some(before));
+        assert_eq!(replay.get("/counter/peek").await.json(), json!({"n": 0}), "pre-login token is dead");
+    }
+    // Logging in again as someone else replaces the user.
+    client.post("/login", json!({"user": "grace"})).await;
+    assert_eq!(client.get("/whoami").await.json(), json!({"user": "grace"}));
+}
+
+/// Flashes last until read, in order, all kinds.
+pub async fn flashes(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    assert_eq!(client.get("/flash").await.json(), json!([]));
+    client.post("/login", json!({"user": "ada"})).await;
+    assert_eq!(client.post("/flash", json!({"kind": "error", "message": "disk full"})).await.status, 204);
+    client.post("/flash", json!({"kind": "info", "message": "second"})).await;
+    let r = client.get("/flash").await;
+    assert_eq!(
+        r.json(),
+        json!([
+            {"kind": "info", "message": "welcome ada"},
+            {"kind": "error", "message": "disk full"},
+            {"kind": "info", "message": "second"}
+        ])
+    );
+    assert_eq!(client.get("/flash").await.json(), json!([]));
+    assert_eq!(client.get("/whoami").await.json(), json!({"user": "ada"}));
+}
+
+/// Remember me switches between a 30-day persistent cookie and a session cookie.
+pub async fn remember_me(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    client.get("/counter").await;
+    let r = client.post("/remember", json!({"persistent": true})).await;
+    assert_eq!(r.status, 204);
+    if setup.cookie_transport() {
+        let cookie = r.set_cookies().into_iter().find(|c| c.starts_with("sid=")).expect("cookie re-sent");
+        assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
+        assert_attributes(&cookie, false);
+    }
+    let r = client.post("/remember", json!({"persistent": false})).await;
+    if setup.cookie_transport() {
+        let cookie = r.set_cookies().into_iter().find(|c| c.starts_with("sid=")).expect("cookie re-sent");
+        assert!(!cookie.contains("Max-Age"), "{cookie}");
+    }
+    assert_eq!(client.get("/counter").await.json(), json!({"n": 2}));
+}
+
+fn assert_attributes(cookie: &str, secure: bool) {
+    let parts: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    assert!(parts.contains(&"HttpOnly"), "{cookie}");
+    assert!(parts.contains(&"SameSite=Lax"), "{cookie}");
+    assert!(parts.contains(&"Path=/"), "{cookie}");
+    assert_eq!(parts.contains(&"Secure"), secure, "{cookie}");
+}
+
+/// Cookie attributes, and `SESSION_COOKIE_SECURE=true`.
+pub async fn cookie_attributes(setup: &Setup) {
+    if !setup.cookie_transport() {
+        let server = setup.start(&[]);
+        let r = server.client().get("/counter").await;
+        assert!(r.set_cookies().is_empty(), "header transport sets no cookie");
+        assert!(r.headers.get("x-session-token").is_some());
+        return;
+    }
+    let server = setup.start(&[]);
+    let r = server.client().get("/counter").await;
+    let cookie = r.set_cookies().pop().expect("cookie");
+    assert!(!cookie.contains("Max-Age"), "browser-session cookie by default: {cookie}");
+    assert_attributes(&cookie, false);
+    assert!(cookie.len() < 4096);
+    let secure = setup.start(&[("SESSION_COOKIE_SECURE", "true")]);
+    let cookie = secure.client().get("/counter").await.set_cookies().pop().expect("cookie");
+    assert_attributes(&cookie, true);
+}
+
+/// Logout purges: removal cookie, user gone, the old token refused.
+pub async fn logout(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    client.post("/login", json!({"user": "ada"})).await;
+    client.get("/counter").await;
+    let token = client.token();
+    let r = client.post("/logout", json!(null)).await;
+    assert_eq!(r.status, 204);
+    if setup.cookie_transport() {
+        let cookie = r.set_cookies().pop().expect("removal cookie");
+        assert!(cookie.starts_with("sid=;") && cookie.contains("Max-Age=0"), "{cookie}");
+    } else {
+        assert_eq!(r.headers.get("x-session-token").expect("header").to_str().unwrap(), "");
+    }
+    assert!(client.token().is_none());
+    assert_eq!(client.get("/whoami").await.status, 401);
+    assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 0}));
+    if setup.server_side() {
+        let replay = server.client();
+        replay.set_token(token);
+        assert_eq!(replay.get("/whoami").await.status, 401, "replayed token after logout refused");
+    }
+}
+
+/// Tampered, truncated, foreign and garbage tokens give a fresh session.
+pub async fn bad_tokens(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    client.get("/counter").await;
+    let token = client.token().expect("token");
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let foreign = {
+        let other = crate::DemoServer::start(setup.framework, &[
+            ("SESSION_STORE", setup.store),
+            ("SESSION_TRANSPORT", setup.transport),
+            ("SESSION_SECRET", SECRET_B),
+        ]);
+        let c = other.client();
+        c.get("/counter").await;
+        c.token().expect("foreign token")
+    };
+    for bad in [
+        String::from_utf8(tampered).unwrap(),
+        token[..token.len() - 5].to_string(),
+        foreign,
+        "garbage".to_string(),
+        "x".repeat(4000),
+        "AAAA".to_string(),
+    ] {
+        let c = server.client();
+        c.set_token(Some(bad));
+        let r = c.get("/counter").await;
+        assert_eq!((r.status, r.json()), (200, json!({"n": 1})));
+    }
+}
+
+/// `GET /` renders user, counter and flashes, and consumes the flashes.
+pub async fn page(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    client.post("/login", json!({"user": "<ada>"})).await;
+    client.get("/counter").await;
+    client.get("/counter").await;
+    let r = client.get("/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.content_type().starts_with("text/html"), "{}", r.content_type());
+    assert!(r.body.contains(r#"<strong id="user">&lt;ada&gt;</strong>"#), "{}", r.body);
+    assert!(r.body.contains(r#"<span id="counter">2</span>"#));
+    assert!(r.body.contains("welcome &lt;ada&gt;"));
+    assert!(r.body.contains(r#"id="login-form""#) && r.body.contains(r#"id="logout-button""#));
+    assert!(r.body.contains(r#"id="remember""#) && r.body.contains(r#"id="counter-button""#));
+    let r = client.get("/").await;
+    assert!(!r.body.contains("welcome"), "flash consumed by the first render");
+    assert_eq!(client.get("/flash").await.json(), json!([]));
+}
+
+/// 24 concurrent requests of one session writing different keys all land
+/// (server stores merge; a cookie holds only what its last response set).
+pub async fn concurrent_writes(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = Arc::new(server.client());
+    client.get("/counter").await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client.post(&format!("/kv/k{i}"), json!(i)).await;
+            assert_eq!(r.status, 204);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("request task");
+    }
+    if setup.server_side() {
+        for i in 0..24 {
+            assert_eq!(client.get(&format!("/kv/k{i}")).await.json(), json!(i), "k{i} lost");
+        }
+    }
+    assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}));
+}
+
+/// Rotation across a restart: the old secret listed in
+/// `SESSION_OLD_SECRETS` keeps users in and their token is re-sealed;
+/// dropped, it logs them out. Needs sessions that survive a restart, so on
+/// the memory store it checks only that a restart starts afresh.
+pub async fn key_rotation(setup: &Setup) {
+    let client = {
+        let server = setup.start(&[]);
+        let client = server.client();
+        client.post("/login", json!({"user": "ada"})).await;
+        client
+    };
+    let before = client.token();
+    let rotated = crate::DemoServer::start(setup.framework, &[
+        ("SESSION_STORE", setup.store),
+        ("SESSION_TRANSPORT", setup.transport),
+        ("SESSION_SECRET", SECRET_B),
+        ("SESSION_OLD_SECRETS", SECRET_A),
+    ]);
+    let client = rotated.adopt(&client);
+    if !setup.server_side() || setup.store != "memory" {
+        assert_eq!(client.get("/whoami").await.json(), json!({"user": "ada"}), "old secret still opens");
+        assert_ne!(client.token(), before, "token re-sealed with the new primary");
+        drop(rotated);
+        let new_only = crate::DemoServer::start(setup.framework, &[
+            ("SESSION_STORE", setup.store),
+            ("SESSION_TRANSPORT", setup.transport),
+            ("SESSION_SECRET", SECRET_B),
+        ]);
+        let moved = new_only.adopt(&client);
+        assert_eq!(moved.get("/whoami").await.status, 200, "re-sealed token opens with the new secret alone");
+        let stale = new_only.client();
+        stale.set_token(before);
+        assert_eq!(stale.get("/whoami").await.status, 401, "old token refused once its secret is dropped");
+    } else {
+        assert_eq!(client.get("/whoami").await.status, 401, "memory sessions end with the process");
+    }
+}

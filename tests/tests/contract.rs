@@ -1,0 +1,31 @@
+//! The demo contract, every scenario against every setup. A new framework
+//! or store is one more line at the bottom.
+
+use session_tests::{scenarios, Framework, Setup};
+
+macro_rules! contract {
+    ($($suite:ident => $setup:expr;)*) => {$(
+        mod $suite {
+            use super::*;
+
+            const SETUP: Setup = $setup;
+
+            contract!(@tests health counter key_values bad_json login_and_whoami flashes
+                remember_me cookie_attributes logout bad_tokens page concurrent_writes
+                key_rotation);
+        }
+    )*};
+    (@tests $($scenario:ident)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            scenarios::$scenario(&SETUP).await;
+        }
+    )*};
+}
+
+contract! {
+    axum_memory => Setup::new(Framework::Axum, "memory", "cookie");
+    axum_cookie => Setup::new(Framework::Axum, "cookie", "cookie");
+    axum_memory_header => Setup::new(Framework::Axum, "memory", "header");
+    axum_cookie_header => Setup::new(Framework::Axum, "cookie", "header");
+}
