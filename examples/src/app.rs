@@ -26,11 +26,19 @@ pub struct Reply {
 
 impl Reply {
     fn json(status: u16, value: &serde_json::Value) -> Reply {
-        Reply { status, content_type: Some("application/json"), body: value.to_string() }
+        Reply {
+            status,
+            content_type: Some("application/json"),
+            body: value.to_string(),
+        }
     }
 
     fn no_content() -> Reply {
-        Reply { status: 204, content_type: None, body: String::new() }
+        Reply {
+            status: 204,
+            content_type: None,
+            body: String::new(),
+        }
     }
 
     fn bad_request(message: impl std::fmt::Display) -> Reply {
@@ -75,7 +83,11 @@ struct Remember {
 
 /// `GET /health`: touches no session.
 pub fn health() -> Reply {
-    Reply { status: 200, content_type: Some("text/plain; charset=utf-8"), body: "ok".into() }
+    Reply {
+        status: 200,
+        content_type: Some("text/plain; charset=utf-8"),
+        body: "ok".into(),
+    }
 }
 
 /// `GET /counter`: n = n + 1.
@@ -117,10 +129,12 @@ pub async fn kv_set(session: &Session, key: &str, body: &[u8]) -> Reply {
 /// `GET /kv/{key}`: the stored value, or 404.
 pub async fn kv_get(session: &Session, key: &str) -> Reply {
     reply(async {
-        Ok(match session.get::<serde_json::Value, _>(&kv_key(key)).await? {
-            Some(value) => Reply::json(200, &value),
-            None => Reply::json(404, &json!({ "error": "not found" })),
-        })
+        Ok(
+            match session.get::<serde_json::Value, _>(&kv_key(key)).await? {
+                Some(value) => Reply::json(200, &value),
+                None => Reply::json(404, &json!({ "error": "not found" })),
+            },
+        )
     })
     .await
 }
@@ -134,7 +148,9 @@ pub async fn login(session: &Session, body: &[u8]) -> Reply {
     reply(async {
         session.renew().await?;
         session.insert_constant(&USER, &login.user).await?;
-        session.flash(WELCOME_KIND, &format!("welcome {}", login.user)).await?;
+        session
+            .flash(WELCOME_KIND, &format!("welcome {}", login.user))
+            .await?;
         Ok(Reply::json(200, &json!({ "user": login.user })))
     })
     .await
@@ -212,7 +228,11 @@ pub async fn page(session: &Session) -> Reply {
         let persistent = session.is_persistent().await?;
         let flashes = take_flashes(session).await?;
         let body = crate::page::render(user.as_deref(), n, persistent, &flashes);
-        Ok(Reply { status: 200, content_type: Some("text/html; charset=utf-8"), body })
+        Ok(Reply {
+            status: 200,
+            content_type: Some("text/html; charset=utf-8"),
+            body,
+        })
     })
     .await
 }

@@ -19,7 +19,9 @@ fn respond(reply: Reply) -> Response {
     let mut response = (status, reply.body).into_response();
     match reply.content_type {
         Some(ct) => {
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         None => {
             response.headers_mut().remove(header::CONTENT_TYPE);
@@ -32,25 +34,51 @@ fn respond(reply: Reply) -> Response {
 pub fn router(manager: SessionManager) -> Router {
     Router::new()
         .route("/health", get(|| async { respond(app::health()) }))
-        .route("/counter", get(|s: Session| async move { respond(app::counter(&s).await) }))
-        .route("/counter/peek", get(|s: Session| async move { respond(app::counter_peek(&s).await) }))
+        .route(
+            "/counter",
+            get(|s: Session| async move { respond(app::counter(&s).await) }),
+        )
+        .route(
+            "/counter/peek",
+            get(|s: Session| async move { respond(app::counter_peek(&s).await) }),
+        )
         .route(
             "/kv/{key}",
-            get(|s: Session, Path(key): Path<String>| async move { respond(app::kv_get(&s, &key).await) })
-                .post(|s: Session, Path(key): Path<String>, body: Bytes| async move {
+            get(|s: Session, Path(key): Path<String>| async move {
+                respond(app::kv_get(&s, &key).await)
+            })
+            .post(
+                |s: Session, Path(key): Path<String>, body: Bytes| async move {
                     respond(app::kv_set(&s, &key, &body).await)
-                }),
+                },
+            ),
         )
-        .route("/login", post(|s: Session, body: Bytes| async move { respond(app::login(&s, &body).await) }))
-        .route("/whoami", get(|s: Session| async move { respond(app::whoami(&s).await) }))
-        .route("/remember", post(|s: Session, body: Bytes| async move { respond(app::remember(&s, &body).await) }))
+        .route(
+            "/login",
+            post(|s: Session, body: Bytes| async move { respond(app::login(&s, &body).await) }),
+        )
+        .route(
+            "/whoami",
+            get(|s: Session| async move { respond(app::whoami(&s).await) }),
+        )
+        .route(
+            "/remember",
+            post(|s: Session, body: Bytes| async move { respond(app::remember(&s, &body).await) }),
+        )
         .route(
             "/flash",
-            get(|s: Session| async move { respond(app::flash_take(&s).await) })
-                .post(|s: Session, body: Bytes| async move { respond(app::flash_add(&s, &body).await) }),
+            get(|s: Session| async move { respond(app::flash_take(&s).await) }).post(
+                |s: Session, body: Bytes| async move { respond(app::flash_add(&s, &body).await) },
+            ),
         )
-        .route("/logout", post(|s: Session| async move { respond(app::logout(&s).await) }))
-        .route("/", get(|s: Session| async move { respond(app::page(&s).await) }))
+        .route(
+            "/logout",
+            post(|s: Session| async move { respond(app::logout(&s).await) }),
+        )
+        .route(
+            "/",
+            get(|s: Session| async move { respond(app::page(&s).await) }),
+        )
         .layer(SessionLayer::new(manager))
 }
 
@@ -60,5 +88,7 @@ pub async fn serve(
     manager: SessionManager,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(manager)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(manager))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -89,7 +89,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { variable, message: message.into() }
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
 }
 
 impl DemoConfig {
@@ -103,7 +106,10 @@ impl DemoConfig {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let port = match var("PORT") {
             None => 3000,
-            Some(v) => v.trim().parse().map_err(|_| bad("PORT", format!("`{v}` is not a port number (0-65535)")))?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| bad("PORT", format!("`{v}` is not a port number (0-65535)")))?,
         };
         let store = match var("SESSION_STORE").as_deref().map(str::trim) {
             None | Some("memory") => StoreKind::Memory,
@@ -114,7 +120,9 @@ impl DemoConfig {
             Some(other) => {
                 return Err(bad(
                     "SESSION_STORE",
-                    format!("unknown store `{other}` (expected memory, cookie, memcache, file or cascade)"),
+                    format!(
+                    "unknown store `{other}` (expected memory, cookie, memcache, file or cascade)"
+                ),
                 ))
             }
         };
@@ -128,16 +136,24 @@ impl DemoConfig {
             .filter(|s| !s.is_empty())
             .collect();
         for server in &memcache_servers {
-            let valid = server.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let valid = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !valid {
-                return Err(bad("MEMCACHE_SERVERS", format!("`{server}` is not host:port")));
+                return Err(bad(
+                    "MEMCACHE_SERVERS",
+                    format!("`{server}` is not host:port"),
+                ));
             }
         }
         let transport = match var("SESSION_TRANSPORT").as_deref().map(str::trim) {
             None | Some("cookie") => TransportKind::Cookie,
             Some("header") => TransportKind::Header,
             Some(other) => {
-                return Err(bad("SESSION_TRANSPORT", format!("unknown transport `{other}` (expected cookie or header)")))
+                return Err(bad(
+                    "SESSION_TRANSPORT",
+                    format!("unknown transport `{other}` (expected cookie or header)"),
+                ))
             }
         };
         let (mut keys, generated_secret) = match var("SESSION_SECRET") {
@@ -145,24 +161,39 @@ impl DemoConfig {
                 KeyRing::from_base64(&secret).map_err(|e| bad("SESSION_SECRET", e.to_string()))?,
                 false,
             ),
-            None => (KeyRing::generate().map_err(|e| bad("SESSION_SECRET", e.to_string()))?, true),
+            None => (
+                KeyRing::generate().map_err(|e| bad("SESSION_SECRET", e.to_string()))?,
+                true,
+            ),
         };
         if let Some(old) = var("SESSION_OLD_SECRETS") {
             for secret in old.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                keys = keys.with_old_base64(secret).map_err(|e| bad("SESSION_OLD_SECRETS", e.to_string()))?;
+                keys = keys
+                    .with_old_base64(secret)
+                    .map_err(|e| bad("SESSION_OLD_SECRETS", e.to_string()))?;
             }
         }
         let idle = match var("SESSION_IDLE_SECS") {
             None => Duration::from_secs(1800),
             Some(v) => match v.trim().parse::<u64>() {
                 Ok(secs) if (1..=100 * 365 * 86_400).contains(&secs) => Duration::from_secs(secs),
-                _ => return Err(bad("SESSION_IDLE_SECS", format!("`{v}` is not a whole number of seconds above 0"))),
+                _ => {
+                    return Err(bad(
+                        "SESSION_IDLE_SECS",
+                        format!("`{v}` is not a whole number of seconds above 0"),
+                    ))
+                }
             },
         };
         let cookie_secure = match var("SESSION_COOKIE_SECURE").as_deref().map(str::trim) {
             None | Some("false") => false,
             Some("true") => true,
-            Some(other) => return Err(bad("SESSION_COOKIE_SECURE", format!("`{other}` is not true or false"))),
+            Some(other) => {
+                return Err(bad(
+                    "SESSION_COOKIE_SECURE",
+                    format!("`{other}` is not true or false"),
+                ))
+            }
         };
         Ok(DemoConfig {
             port,
@@ -179,17 +210,21 @@ impl DemoConfig {
 
     /// The session manager this configuration describes.
     pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
-        let config = match self.store {
-            StoreKind::Memory => SessionConfig::server(Arc::new(MemoryStore::new()), self.keys.clone()),
-            StoreKind::Cookie => SessionConfig::cookie(self.keys.clone()),
-            StoreKind::Memcache | StoreKind::File | StoreKind::Cascade => {
-                return Err(bad(
+        let config =
+            match self.store {
+                StoreKind::Memory => {
+                    SessionConfig::server(Arc::new(MemoryStore::new()), self.keys.clone())
+                }
+                StoreKind::Cookie => SessionConfig::cookie(self.keys.clone()),
+                StoreKind::Memcache | StoreKind::File | StoreKind::Cascade => return Err(bad(
                     "SESSION_STORE",
                     "the memcache, file and cascade stores are not built yet; use memory or cookie",
-                ))
-            }
-        };
-        let mut config = config.name("sid").idle_timeout(self.idle).cookie_secure(self.cookie_secure);
+                )),
+            };
+        let mut config = config
+            .name("sid")
+            .idle_timeout(self.idle)
+            .cookie_secure(self.cookie_secure);
         if self.transport == TransportKind::Header {
             config = config.header_transport(TOKEN_HEADER);
         }
@@ -204,7 +239,10 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<DemoConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         DemoConfig::from_vars(|k| map.get(k).cloned())
     }
 
@@ -213,7 +251,10 @@ mod tests {
     #[test]
     fn defaults() {
         let c = parse(&[]).unwrap();
-        assert_eq!((c.port, c.store, c.transport, c.cookie_secure), (3000, StoreKind::Memory, TransportKind::Cookie, false));
+        assert_eq!(
+            (c.port, c.store, c.transport, c.cookie_secure),
+            (3000, StoreKind::Memory, TransportKind::Cookie, false)
+        );
         assert_eq!(c.idle, Duration::from_secs(1800));
         assert!(c.generated_secret);
         assert_eq!(c.memcache_servers, ["127.0.0.1:11211"]);
@@ -241,7 +282,14 @@ mod tests {
 
     #[test]
     fn secrets_and_rotation() {
-        let c = parse(&[("SESSION_SECRET", SECRET), ("SESSION_OLD_SECRETS", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=, ")]).unwrap();
+        let c = parse(&[
+            ("SESSION_SECRET", SECRET),
+            (
+                "SESSION_OLD_SECRETS",
+                "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=, ",
+            ),
+        ])
+        .unwrap();
         assert!(!c.generated_secret);
         assert_eq!(c.keys.len(), 2);
         assert!(!format!("{c:?}").contains(SECRET));
@@ -250,7 +298,10 @@ mod tests {
     #[test]
     fn stores_not_built_yet_are_refused_clearly() {
         for store in ["memcache", "file", "cascade"] {
-            let err = parse(&[("SESSION_STORE", store)]).unwrap().session_manager().unwrap_err();
+            let err = parse(&[("SESSION_STORE", store)])
+                .unwrap()
+                .session_manager()
+                .unwrap_err();
             assert_eq!(err.variable, "SESSION_STORE");
             assert!(err.message.contains("not built yet"));
         }

@@ -16,7 +16,10 @@ pub mod page;
 pub fn start_up(binary: &str) -> (config::DemoConfig, session_core::SessionManager) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let built = config::DemoConfig::from_env().and_then(|c| c.session_manager().map(|m| (c, m)));
     match built {
         Ok((config, manager)) => {

@@ -22,13 +22,20 @@ pub fn escape(text: &str) -> String {
 /// remember me and the counter.
 pub fn render(user: Option<&str>, counter: u64, persistent: bool, flashes: &[Flash]) -> String {
     let user_html = match user {
-        Some(u) => format!(r#"<p>Signed in as <strong id="user">{}</strong></p>"#, escape(u)),
+        Some(u) => format!(
+            r#"<p>Signed in as <strong id="user">{}</strong></p>"#,
+            escape(u)
+        ),
         None => r#"<p id="anonymous">Not signed in.</p>"#.to_owned(),
     };
     let flash_html: String = flashes
         .iter()
         .map(|f| {
-            format!(r#"<li class="flash {kind}" data-kind="{kind}">{message}</li>"#, kind = escape(&f.kind), message = escape(&f.message))
+            format!(
+                r#"<li class="flash {kind}" data-kind="{kind}">{message}</li>"#,
+                kind = escape(&f.kind),
+                message = escape(&f.message)
+            )
         })
         .collect();
     let checked = if persistent { " checked" } else { "" };
@@ -88,7 +95,10 @@ mod tests {
 
     #[test]
     fn user_content_is_escaped() {
-        let flashes = [Flash { kind: "info".into(), message: "<script>alert(1)</script>".into() }];
+        let flashes = [Flash {
+            kind: "info".into(),
+            message: "<script>alert(1)</script>".into(),
+        }];
         let html = render(Some("<b>\"x\"&'"), 3, true, &flashes);
         assert!(html.contains("&lt;b&gt;&quot;x&quot;&amp;&#39;"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

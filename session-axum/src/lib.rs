@@ -59,7 +59,10 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, manager: self.manager.clone() }
+        SessionService {
+            inner,
+            manager: self.manager.clone(),
+        }
     }
 }
 
@@ -88,9 +91,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let sessions = self
-            .manager
-            .start(req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())));
+        let sessions = self.manager.start(
+            req.headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        );
         req.extensions_mut().insert(sessions.clone());
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();
@@ -121,7 +126,9 @@ fn error_response<B: From<String>>(error: &session_core::SessionError) -> http::
     let mut response = http::Response::new(B::from(body));
     *response.status_mut() =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -178,7 +185,11 @@ impl IntoResponse for MissingSessionLayer {
 }
 
 fn request_sessions(parts: &Parts) -> Result<RequestSessions, MissingSessionLayer> {
-    parts.extensions.get::<RequestSessions>().cloned().ok_or(MissingSessionLayer)
+    parts
+        .extensions
+        .get::<RequestSessions>()
+        .cloned()
+        .ok_or(MissingSessionLayer)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {

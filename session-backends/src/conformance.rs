@@ -31,7 +31,10 @@ pub fn unique_key(rule: &str) -> StoreKey {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    StoreKey::from_raw(format!("conformance-{rule}-{}-{nanos:x}-{n}", std::process::id()))
+    StoreKey::from_raw(format!(
+        "conformance-{rule}-{}-{nanos:x}-{n}",
+        std::process::id()
+    ))
 }
 
 fn in_secs(secs: u64) -> OffsetDateTime {
@@ -49,19 +52,43 @@ fn saved(outcome: SaveOutcome) -> Version {
 /// key loads as `None`; `Always` overwrites.
 pub async fn round_trip(store: &dyn Store) {
     let key = unique_key("round-trip");
-    assert!(store.load(&key).await.expect("load").is_none(), "a fresh key is absent");
-    let v1 = saved(store.save(&key, b"first", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+    assert!(
+        store.load(&key).await.expect("load").is_none(),
+        "a fresh key is absent"
+    );
+    let v1 = saved(
+        store
+            .save(&key, b"first", in_secs(60), SaveCondition::IfAbsent)
+            .await
+            .expect("save"),
+    );
     let got = store.load(&key).await.expect("load").expect("present");
     assert_eq!(got.bytes, b"first");
     assert_eq!(got.version, v1);
     if let Some(expires) = got.expires_at {
         let left = expires - OffsetDateTime::now_utc();
-        assert!(left > time_secs(50) && left <= time_secs(61), "reported expiry {left}");
+        assert!(
+            left > time_secs(50) && left <= time_secs(61),
+            "reported expiry {left}"
+        );
     }
     let binary: Vec<u8> = (0..=255u8).chain([b'\r', b'\n', 0, b' ']).collect();
-    let v2 = saved(store.save(&key, &binary, in_secs(60), SaveCondition::Always).await.expect("save"));
+    let v2 = saved(
+        store
+            .save(&key, &binary, in_secs(60), SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
     assert_ne!(v1, v2, "a save changes the version");
-    assert_eq!(store.load(&key).await.expect("load").expect("present").bytes, binary);
+    assert_eq!(
+        store
+            .load(&key)
+            .await
+            .expect("load")
+            .expect("present")
+            .bytes,
+        binary
+    );
     store.delete(&key).await.expect("delete");
 }
 
@@ -72,19 +99,39 @@ fn time_secs(secs: i64) -> session_core::time::Duration {
 /// A record is gone after its deadline.
 pub async fn expiry(store: &dyn Store) {
     let key = unique_key("expiry");
-    saved(store.save(&key, b"short", in_secs(1), SaveCondition::Always).await.expect("save"));
+    saved(
+        store
+            .save(&key, b"short", in_secs(1), SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
     assert!(store.load(&key).await.expect("load").is_some());
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(store.load(&key).await.expect("load").is_none(), "expired record still loads");
-    assert!(!store.touch(&key, in_secs(60)).await.expect("touch"), "touch revived an expired record");
+    assert!(
+        store.load(&key).await.expect("load").is_none(),
+        "expired record still loads"
+    );
+    assert!(
+        !store.touch(&key, in_secs(60)).await.expect("touch"),
+        "touch revived an expired record"
+    );
 }
 
 /// Deadlines more than 30 days away (memcached's relative-TTL limit) work.
 pub async fn long_deadline(store: &dyn Store) {
     let key = unique_key("long-deadline");
     let far = in_secs(60 * 86_400);
-    saved(store.save(&key, b"far", far, SaveCondition::Always).await.expect("save"));
-    let got = store.load(&key).await.expect("load").expect("a 60-day record is present");
+    saved(
+        store
+            .save(&key, b"far", far, SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
+    let got = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("a 60-day record is present");
     if let Some(expires) = got.expires_at {
         let diff = (expires - far).whole_seconds().abs();
         assert!(diff <= 2, "60-day deadline reported {diff} s off");
@@ -96,23 +143,40 @@ pub async fn long_deadline(store: &dyn Store) {
 /// missing key says so.
 pub async fn touch(store: &dyn Store) {
     let key = unique_key("touch");
-    let v = saved(store.save(&key, b"kept", in_secs(1), SaveCondition::Always).await.expect("save"));
+    let v = saved(
+        store
+            .save(&key, b"kept", in_secs(1), SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
     assert!(store.touch(&key, in_secs(60)).await.expect("touch"));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let got = store.load(&key).await.expect("load").expect("touched record outlives its first deadline");
+    let got = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("touched record outlives its first deadline");
     assert_eq!(got.bytes, b"kept");
     assert_eq!(got.version, v, "touch does not rewrite");
     if let Some(expires) = got.expires_at {
         assert!(expires - OffsetDateTime::now_utc() > time_secs(50));
     }
-    assert!(!store.touch(&unique_key("touch-missing"), in_secs(60)).await.expect("touch"));
+    assert!(!store
+        .touch(&unique_key("touch-missing"), in_secs(60))
+        .await
+        .expect("touch"));
     store.delete(&key).await.expect("delete");
 }
 
 /// Delete removes; deleting a missing key is not an error.
 pub async fn delete(store: &dyn Store) {
     let key = unique_key("delete");
-    saved(store.save(&key, b"x", in_secs(60), SaveCondition::Always).await.expect("save"));
+    saved(
+        store
+            .save(&key, b"x", in_secs(60), SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
     store.delete(&key).await.expect("delete");
     assert!(store.load(&key).await.expect("load").is_none());
     store.delete(&key).await.expect("deleting a missing key");
@@ -121,16 +185,59 @@ pub async fn delete(store: &dyn Store) {
 /// `IfAbsent` and `IfVersion` conditions hold.
 pub async fn compare_and_swap(store: &dyn Store) {
     let key = unique_key("cas");
-    let v1 = saved(store.save(&key, b"one", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
-    let again = store.save(&key, b"dup", in_secs(60), SaveCondition::IfAbsent).await.expect("save");
-    assert_eq!(again, SaveOutcome::Conflict, "IfAbsent over an existing record");
-    let v2 = saved(store.save(&key, b"two", in_secs(60), SaveCondition::IfVersion(v1)).await.expect("save"));
-    let stale = store.save(&key, b"stale", in_secs(60), SaveCondition::IfVersion(v1)).await.expect("save");
-    assert_eq!(stale, SaveOutcome::Conflict, "IfVersion with a stale version");
-    assert_eq!(store.load(&key).await.expect("load").expect("present").bytes, b"two");
-    assert_eq!(store.load(&key).await.expect("load").expect("present").version, v2);
+    let v1 = saved(
+        store
+            .save(&key, b"one", in_secs(60), SaveCondition::IfAbsent)
+            .await
+            .expect("save"),
+    );
+    let again = store
+        .save(&key, b"dup", in_secs(60), SaveCondition::IfAbsent)
+        .await
+        .expect("save");
+    assert_eq!(
+        again,
+        SaveOutcome::Conflict,
+        "IfAbsent over an existing record"
+    );
+    let v2 = saved(
+        store
+            .save(&key, b"two", in_secs(60), SaveCondition::IfVersion(v1))
+            .await
+            .expect("save"),
+    );
+    let stale = store
+        .save(&key, b"stale", in_secs(60), SaveCondition::IfVersion(v1))
+        .await
+        .expect("save");
+    assert_eq!(
+        stale,
+        SaveOutcome::Conflict,
+        "IfVersion with a stale version"
+    );
+    assert_eq!(
+        store
+            .load(&key)
+            .await
+            .expect("load")
+            .expect("present")
+            .bytes,
+        b"two"
+    );
+    assert_eq!(
+        store
+            .load(&key)
+            .await
+            .expect("load")
+            .expect("present")
+            .version,
+        v2
+    );
     store.delete(&key).await.expect("delete");
-    let gone = store.save(&key, b"gone", in_secs(60), SaveCondition::IfVersion(v2)).await.expect("save");
+    let gone = store
+        .save(&key, b"gone", in_secs(60), SaveCondition::IfVersion(v2))
+        .await
+        .expect("save");
     assert_eq!(gone, SaveOutcome::Conflict, "IfVersion on a deleted record");
 }
 
@@ -139,7 +246,12 @@ pub async fn compare_and_swap(store: &dyn Store) {
 pub async fn concurrent_disjoint_updates(store: Arc<dyn Store>) {
     const WRITERS: usize = 24;
     let key = unique_key("concurrent");
-    saved(store.save(&key, b"", in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+    saved(
+        store
+            .save(&key, b"", in_secs(60), SaveCondition::IfAbsent)
+            .await
+            .expect("save"),
+    );
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {
         let store = store.clone();
@@ -149,7 +261,16 @@ pub async fn concurrent_disjoint_updates(store: Arc<dyn Store>) {
                 let current = store.load(&key).await.expect("load").expect("present");
                 let mut bytes = current.bytes.clone();
                 bytes.extend_from_slice(format!("[{writer}]").as_bytes());
-                match store.save(&key, &bytes, in_secs(60), SaveCondition::IfVersion(current.version)).await.expect("save") {
+                match store
+                    .save(
+                        &key,
+                        &bytes,
+                        in_secs(60),
+                        SaveCondition::IfVersion(current.version),
+                    )
+                    .await
+                    .expect("save")
+                {
                     SaveOutcome::Saved(_) => return,
                     _ => tokio::task::yield_now().await,
                 }
@@ -160,9 +281,20 @@ pub async fn concurrent_disjoint_updates(store: Arc<dyn Store>) {
     for task in tasks {
         task.await.expect("writer task");
     }
-    let text = String::from_utf8(store.load(&key).await.expect("load").expect("present").bytes).expect("utf8");
+    let text = String::from_utf8(
+        store
+            .load(&key)
+            .await
+            .expect("load")
+            .expect("present")
+            .bytes,
+    )
+    .expect("utf8");
     for writer in 0..WRITERS {
-        assert!(text.contains(&format!("[{writer}]")), "writer {writer} lost: {text}");
+        assert!(
+            text.contains(&format!("[{writer}]")),
+            "writer {writer} lost: {text}"
+        );
     }
     store.delete(&key).await.expect("delete");
 }
@@ -174,7 +306,17 @@ pub async fn concurrent_distinct_keys(store: Arc<dyn Store>) {
     for (i, key) in keys.iter().cloned().enumerate() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            saved(store.save(&key, format!("value {i}").as_bytes(), in_secs(60), SaveCondition::IfAbsent).await.expect("save"));
+            saved(
+                store
+                    .save(
+                        &key,
+                        format!("value {i}").as_bytes(),
+                        in_secs(60),
+                        SaveCondition::IfAbsent,
+                    )
+                    .await
+                    .expect("save"),
+            );
         }));
     }
     for task in tasks {
@@ -190,21 +332,40 @@ pub async fn concurrent_distinct_keys(store: Arc<dyn Store>) {
 /// A record over the store's declared limit is refused with
 /// [`StoreError::TooLarge`] and the previous record stays intact.
 pub async fn size_limit(store: &dyn Store) {
-    let limit = store.max_record_size().expect("every store declares its size limit");
+    let limit = store
+        .max_record_size()
+        .expect("every store declares its size limit");
     let key = unique_key("size");
-    saved(store.save(&key, b"small", in_secs(60), SaveCondition::Always).await.expect("save"));
+    saved(
+        store
+            .save(&key, b"small", in_secs(60), SaveCondition::Always)
+            .await
+            .expect("save"),
+    );
     let big = vec![7u8; limit + 1];
-    match store.save(&key, &big, in_secs(60), SaveCondition::Always).await {
+    match store
+        .save(&key, &big, in_secs(60), SaveCondition::Always)
+        .await
+    {
         Err(StoreError::TooLarge { size, limit: l }) => {
             assert_eq!(size, limit + 1);
             assert_eq!(l, limit);
         }
         other => panic!("oversized save gave {other:?}"),
     }
-    let kept = store.load(&key).await.expect("load").expect("previous record kept");
+    let kept = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("previous record kept");
     assert_eq!(kept.bytes, b"small");
     let at_limit = vec![8u8; limit];
-    saved(store.save(&key, &at_limit, in_secs(60), SaveCondition::Always).await.expect("a record at the limit is accepted"));
+    saved(
+        store
+            .save(&key, &at_limit, in_secs(60), SaveCondition::Always)
+            .await
+            .expect("a record at the limit is accepted"),
+    );
     store.delete(&key).await.expect("delete");
 }
 

@@ -62,7 +62,11 @@ impl Shard {
 
     /// The live entry under `key`; an expired one is removed.
     fn live(&mut self, key: &str, now_ms: i64) -> Option<&mut Entry> {
-        if self.entries.get(key).is_some_and(|e| e.expires_ms <= now_ms) {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.expires_ms <= now_ms)
+        {
             self.remove(key);
         }
         self.entries.get_mut(key)
@@ -176,7 +180,9 @@ impl Inner {
         let index = self.hasher.hash_one(key) as usize & (self.shards.len() - 1);
         // A panic while holding a shard lock cannot leave it inconsistent in a
         // way that matters more than losing the store: keep serving.
-        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Removes expired entries, at most a batch per lock hold.
@@ -185,7 +191,10 @@ impl Inner {
         for shard in self.shards.iter() {
             loop {
                 let now = now_ms();
-                let n = shard.lock().unwrap_or_else(|p| p.into_inner()).sweep(now, SWEEP_BATCH);
+                let n = shard
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sweep(now, SWEEP_BATCH);
                 removed += n;
                 if n < SWEEP_BATCH {
                     break;
@@ -209,7 +218,11 @@ impl MemoryStore {
 
     /// Number of entries held (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).entries.len()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).entries.len())
+            .sum()
     }
 
     /// Whether the store holds no entry.
@@ -240,7 +253,8 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 fn record(entry: &Entry) -> StoredRecord {
-    let expires = OffsetDateTime::from_unix_timestamp_nanos(i128::from(entry.expires_ms) * 1_000_000).ok();
+    let expires =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(entry.expires_ms) * 1_000_000).ok();
     StoredRecord::new(entry.bytes.clone(), Version(entry.version), expires)
 }
 
@@ -259,7 +273,10 @@ impl Store for MemoryStore {
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
         if bytes.len() > self.inner.max_record_size {
-            return Err(StoreError::TooLarge { size: bytes.len(), limit: self.inner.max_record_size });
+            return Err(StoreError::TooLarge {
+                size: bytes.len(),
+                limit: self.inner.max_record_size,
+            });
         }
         let now = now_ms();
         let expires_ms = to_ms(expires_at);
@@ -281,14 +298,24 @@ impl Store for MemoryStore {
                 let k = slot.key().clone();
                 shard.by_expiry.remove(&(old, k.clone()));
                 shard.by_expiry.insert((expires_ms, k));
-                *slot.get_mut() = Entry { bytes: bytes.to_vec(), version, expires_ms };
+                *slot.get_mut() = Entry {
+                    bytes: bytes.to_vec(),
+                    version,
+                    expires_ms,
+                };
             }
             MapEntry::Vacant(slot) => {
                 let k = slot.key().clone();
-                slot.insert(Entry { bytes: bytes.to_vec(), version, expires_ms });
+                slot.insert(Entry {
+                    bytes: bytes.to_vec(),
+                    version,
+                    expires_ms,
+                });
                 shard.by_expiry.insert((expires_ms, k));
                 while shard.entries.len() > self.inner.max_per_shard {
-                    let Some((_, victim)) = shard.by_expiry.pop_first() else { break };
+                    let Some((_, victim)) = shard.by_expiry.pop_first() else {
+                        break;
+                    };
                     shard.entries.remove(&victim);
                     tracing::debug!("memory store full: evicted the session closest to expiry");
                 }
@@ -301,9 +328,14 @@ impl Store for MemoryStore {
         let expires_ms = to_ms(expires_at);
         let mut shard = self.inner.shard(key.as_str());
         let shard = &mut *shard;
-        let Some(entry) = shard.live(key.as_str(), now_ms()) else { return Ok(false) };
+        let Some(entry) = shard.live(key.as_str(), now_ms()) else {
+            return Ok(false);
+        };
         let old = std::mem::replace(&mut entry.expires_ms, expires_ms);
-        let (k, _) = shard.entries.get_key_value(key.as_str()).expect("live entry");
+        let (k, _) = shard
+            .entries
+            .get_key_value(key.as_str())
+            .expect("live entry");
         let k = k.clone();
         shard.by_expiry.remove(&(old, k.clone()));
         shard.by_expiry.insert((expires_ms, k));
@@ -333,9 +365,25 @@ mod tests {
         let store = MemoryStore::builder().max_sessions(3).shards(1).build();
         let now = OffsetDateTime::now_utc();
         for (k, secs) in [("a", 300), ("b", 100), ("c", 200)] {
-            store.save(&key(k), b"x", now + Duration::from_secs(secs), SaveCondition::Always).await.unwrap();
+            store
+                .save(
+                    &key(k),
+                    b"x",
+                    now + Duration::from_secs(secs),
+                    SaveCondition::Always,
+                )
+                .await
+                .unwrap();
         }
-        store.save(&key("d"), b"x", now + Duration::from_secs(400), SaveCondition::Always).await.unwrap();
+        store
+            .save(
+                &key("d"),
+                b"x",
+                now + Duration::from_secs(400),
+                SaveCondition::Always,
+            )
+            .await
+            .unwrap();
         assert_eq!(store.len(), 3);
         assert!(store.load(&key("b")).await.unwrap().is_none());
         for k in ["a", "c", "d"] {
@@ -345,22 +393,36 @@ mod tests {
 
     #[tokio::test]
     async fn sweep_removes_only_expired_entries_in_batches() {
-        let store = MemoryStore::builder().shards(1).sweep_interval(Duration::from_secs(3600)).build();
+        let store = MemoryStore::builder()
+            .shards(1)
+            .sweep_interval(Duration::from_secs(3600))
+            .build();
         let past = OffsetDateTime::now_utc() - Duration::from_secs(1);
         for i in 0..(SWEEP_BATCH * 3 + 7) {
-            store.save(&key(&format!("old{i}")), b"x", past, SaveCondition::Always).await.unwrap();
+            store
+                .save(&key(&format!("old{i}")), b"x", past, SaveCondition::Always)
+                .await
+                .unwrap();
         }
         let future = OffsetDateTime::now_utc() + Duration::from_secs(60);
-        store.save(&key("live"), b"x", future, SaveCondition::Always).await.unwrap();
+        store
+            .save(&key("live"), b"x", future, SaveCondition::Always)
+            .await
+            .unwrap();
         assert_eq!(store.sweep_expired(), SWEEP_BATCH * 3 + 7);
         assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]
     async fn sweeper_thread_runs_and_stops_with_the_store() {
-        let store = MemoryStore::builder().sweep_interval(Duration::from_millis(20)).build();
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_millis(20))
+            .build();
         let soon = OffsetDateTime::now_utc() + Duration::from_millis(30);
-        store.save(&key("k"), b"x", soon, SaveCondition::Always).await.unwrap();
+        store
+            .save(&key("k"), b"x", soon, SaveCondition::Always)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(store.len(), 0, "the sweeper removed the expired entry");
         let weak = Arc::downgrade(&store.inner);

@@ -8,5 +8,10 @@ session_backends::store_conformance_tests!(memory, Arc::new(MemoryStore::new()))
 
 session_backends::store_conformance_tests!(
     memory_small,
-    Arc::new(MemoryStore::builder().shards(1).max_record_size(4096).build())
+    Arc::new(
+        MemoryStore::builder()
+            .shards(1)
+            .max_record_size(4096)
+            .build()
+    )
 );

@@ -80,7 +80,11 @@ impl Codec {
             Codec::Cbor => ciborium::into_writer(&wire, &mut out)
                 .map_err(|e| CodecError::Serialize(e.to_string()))?,
             Codec::Json => {
-                for value in record.values.values().chain(record.flashes.iter().map(|(_, v)| v)) {
+                for value in record
+                    .values
+                    .values()
+                    .chain(record.flashes.iter().map(|(_, v)| v))
+                {
                     check_json(value, 0)?;
                 }
                 serde_json::to_writer(&mut out, &wire)
@@ -93,7 +97,9 @@ impl Codec {
     /// Decodes bytes written by [`encode`](Self::encode) with any codec.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
         let [version, tag, body @ ..] = bytes else {
-            return Err(CodecError::Malformed("record shorter than its header".into()));
+            return Err(CodecError::Malformed(
+                "record shorter than its header".into(),
+            ));
         };
         if *version != FORMAT_VERSION {
             return Err(CodecError::Malformed(
@@ -106,7 +112,9 @@ impl Codec {
             TAG_JSON => serde_json::from_slice(body)
                 .map_err(|e| CodecError::Malformed(e.to_string().into()))?,
             other => {
-                return Err(CodecError::Malformed(format!("unknown codec tag {other:#04x}").into()))
+                return Err(CodecError::Malformed(
+                    format!("unknown codec tag {other:#04x}").into(),
+                ))
             }
         };
         Ok(Record {
@@ -175,7 +183,10 @@ fn is_false(b: &bool) -> bool {
 const MAX_DEPTH: usize = 128;
 
 fn unrepresentable(reason: impl Into<std::borrow::Cow<'static, str>>) -> CodecError {
-    CodecError::Unrepresentable { codec: "json", reason: reason.into() }
+    CodecError::Unrepresentable {
+        codec: "json",
+        reason: reason.into(),
+    }
 }
 
 fn check_json(value: &Value, depth: usize) -> Result<(), CodecError> {
@@ -189,11 +200,15 @@ fn check_json(value: &Value, depth: usize) -> Result<(), CodecError> {
             if i64::try_from(i).is_ok() || u64::try_from(i).is_ok() {
                 Ok(())
             } else {
-                Err(unrepresentable(format!("integer {i} is outside the 64-bit range")))
+                Err(unrepresentable(format!(
+                    "integer {i} is outside the 64-bit range"
+                )))
             }
         }
         Value::Float(f) if f.is_finite() => Ok(()),
-        Value::Float(f) => Err(unrepresentable(format!("float {f} (JSON has no NaN or infinity)"))),
+        Value::Float(f) => Err(unrepresentable(format!(
+            "float {f} (JSON has no NaN or infinity)"
+        ))),
         Value::Bytes(_) => Err(unrepresentable("byte string (JSON has no bytes type)")),
         Value::Tag(tag, _) => Err(unrepresentable(format!(
             "CBOR tag {tag} (for example an integer wider than 64 bits)"
@@ -214,7 +229,9 @@ pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, CodecE
 
 /// Deserializes a value of the session's model as `T`.
 pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, CodecError> {
-    value.deserialized().map_err(|e| CodecError::Deserialize(e.to_string()))
+    value
+        .deserialized()
+        .map_err(|e| CodecError::Deserialize(e.to_string()))
 }
 
 #[cfg(test)]
@@ -227,7 +244,10 @@ mod tests {
     use super::*;
 
     fn record_with(value: Value) -> Record {
-        let mut r = Record { created_at: 1_700_000_000, ..Record::default() };
+        let mut r = Record {
+            created_at: 1_700_000_000,
+            ..Record::default()
+        };
         r.values.insert("k".into(), value);
         r
     }
@@ -273,7 +293,10 @@ mod tests {
             exact(codec, None::<u8>);
             exact(codec, vec![Some(1), None]);
             exact(codec, Outer::Wrap(Inner::Struct { a: Some(-3) }));
-            exact(codec, Outer::List(vec![Inner::Unit, Inner::Tuple(7, "x".into())]));
+            exact(
+                codec,
+                Outer::List(vec![Inner::Unit, Inner::Tuple(7, "x".into())]),
+            );
             exact(codec, HashMap::from([("a".to_string(), 1u32)]));
             exact(codec, (1u8, "two".to_string(), [3u16; 3]));
             exact(codec, 12i128);
@@ -286,7 +309,10 @@ mod tests {
     fn cbor_keeps_what_json_cannot() {
         exact(Codec::Cbor, i128::MIN / 3);
         exact(Codec::Cbor, u128::MAX);
-        exact(Codec::Cbor, serde_bytes::ByteBuf::from(vec![0u8, 1, 2, 255]));
+        exact(
+            Codec::Cbor,
+            serde_bytes::ByteBuf::from(vec![0u8, 1, 2, 255]),
+        );
         exact(Codec::Cbor, HashMap::from([(1u32, "one".to_string())]));
         exact(Codec::Cbor, f64::INFINITY);
         assert!(through(Codec::Cbor, &f64::NAN).unwrap().is_nan());
@@ -312,7 +338,9 @@ mod tests {
 
     #[test]
     fn json_is_readable() {
-        let bytes = Codec::Json.encode(&record_with(to_value("hi").unwrap())).unwrap();
+        let bytes = Codec::Json
+            .encode(&record_with(to_value("hi").unwrap()))
+            .unwrap();
         let text = std::str::from_utf8(&bytes[2..]).unwrap();
         assert_eq!(text, r#"{"v":{"k":"hi"},"c":1700000000}"#);
         assert_eq!(&bytes[..2], &[FORMAT_VERSION, TAG_JSON]);
@@ -342,13 +370,19 @@ mod tests {
             vec![FORMAT_VERSION, TAG_CBOR, 0xff, 0xff, 0xff],
         ];
         for case in cases {
-            assert!(matches!(Codec::decode(&case), Err(CodecError::Malformed(_))), "{case:?}");
+            assert!(
+                matches!(Codec::decode(&case), Err(CodecError::Malformed(_))),
+                "{case:?}"
+            );
         }
     }
 
     #[test]
     fn wrong_type_is_a_deserialize_error() {
         let v = to_value("text").unwrap();
-        assert!(matches!(from_value::<u32>(&v), Err(CodecError::Deserialize(_))));
+        assert!(matches!(
+            from_value::<u32>(&v),
+            Err(CodecError::Deserialize(_))
+        ));
     }
 }

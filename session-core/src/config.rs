@@ -293,14 +293,18 @@ impl SessionConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
-            && self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !name_ok {
             return Err(ConfigError::InvalidName(self.name.clone()));
         }
         if let Transport::Header(h) = &self.transport {
             let ok = !h.is_empty()
                 && h.len() <= 64
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok || h.eq_ignore_ascii_case("cookie") || h.eq_ignore_ascii_case("set-cookie") {
                 return Err(ConfigError::InvalidHeader(h.clone()));
             }
@@ -328,7 +332,8 @@ impl SessionConfig {
     }
 
     pub(crate) fn refresh_interval_for(&self, persistent: bool) -> Duration {
-        self.refresh_interval.unwrap_or_else(|| self.window(persistent) / 30)
+        self.refresh_interval
+            .unwrap_or_else(|| self.window(persistent) / 30)
     }
 }
 
@@ -368,7 +373,10 @@ mod tests {
         assert!(cfg().header_transport("Cookie").validate().is_err());
         assert!(cfg().header_transport("X Bad").validate().is_err());
         assert!(cfg().idle_timeout(Duration::ZERO).validate().is_err());
-        assert!(cfg().absolute_timeout(Some(Duration::from_millis(5))).validate().is_err());
+        assert!(cfg()
+            .absolute_timeout(Some(Duration::from_millis(5)))
+            .validate()
+            .is_err());
     }
 
     #[test]

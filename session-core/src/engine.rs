@@ -30,7 +30,9 @@ impl SessionManager {
     /// A manager with one (primary) session.
     pub fn new(config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(SessionManager { configs: Arc::from(vec![Arc::new(config)]) })
+        Ok(SessionManager {
+            configs: Arc::from(vec![Arc::new(config)]),
+        })
     }
 
     /// Adds another named session.
@@ -41,7 +43,9 @@ impl SessionManager {
         }
         let mut configs = self.configs.to_vec();
         configs.push(Arc::new(config));
-        Ok(SessionManager { configs: Arc::from(configs) })
+        Ok(SessionManager {
+            configs: Arc::from(configs),
+        })
     }
 
     /// The names of the configured sessions, primary first.

@@ -62,7 +62,7 @@ impl StoreKey {
     }
 
     /// A store key from text, for stores' own tests and tools. Keys made by the
-    /// engine always come from [`SessionId`]s.
+    /// engine always come from random session ids.
     ///
     /// ```
     /// use session_core::StoreKey;
@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(k1, id.store_key(r1.primary()));
         assert_ne!(k1, id.store_key(r2.primary()));
         assert_eq!(k1.as_str().len(), 43);
-        assert!(k1.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert!(k1
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert!(!k1.as_str().contains(&URL_SAFE_NO_PAD.encode(id.as_bytes())));
     }
 }

@@ -38,12 +38,16 @@ pub(crate) struct DerivedKeys {
 impl DerivedKeys {
     fn derive(secret: &[u8]) -> Result<Self, KeyError> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(KeyError::TooShort { len: secret.len(), min: MIN_SECRET_LEN });
+            return Err(KeyError::TooShort {
+                len: secret.len(),
+                min: MIN_SECRET_LEN,
+            });
         }
         let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
         let mut okm = [0u8; 32];
         let expand = |info: &[u8], out: &mut [u8]| {
-            hk.expand(info, out).expect("32 bytes is a valid HKDF-SHA256 output length");
+            hk.expand(info, out)
+                .expect("32 bytes is a valid HKDF-SHA256 output length");
         };
         let mut id = [0u8; 4];
         expand(b"key-id", &mut id);
@@ -54,7 +58,12 @@ impl DerivedKeys {
         expand(b"store-key", &mut okm);
         let store = <HmacSha256 as Mac>::new_from_slice(&okm).expect("HMAC takes any key length");
         okm.fill(0);
-        Ok(DerivedKeys { id, aead, mac, store })
+        Ok(DerivedKeys {
+            id,
+            aead,
+            mac,
+            store,
+        })
     }
 }
 
@@ -87,7 +96,9 @@ impl KeyRing {
     /// assert_eq!(ring.len(), 1);
     /// ```
     pub fn from_secret(secret: &[u8]) -> Result<Self, KeyError> {
-        Ok(KeyRing { keys: Arc::new(vec![DerivedKeys::derive(secret)?]) })
+        Ok(KeyRing {
+            keys: Arc::new(vec![DerivedKeys::derive(secret)?]),
+        })
     }
 
     /// A ring from a base64 secret (standard or URL-safe alphabet, padding
@@ -115,7 +126,9 @@ impl KeyRing {
         }
         let mut keys = Arc::unwrap_or_clone(self.keys);
         keys.push(derived);
-        Ok(KeyRing { keys: Arc::new(keys) })
+        Ok(KeyRing {
+            keys: Arc::new(keys),
+        })
     }
 
     /// [`with_old_secret`](Self::with_old_secret) from base64.
@@ -139,13 +152,19 @@ impl KeyRing {
 
     /// The key with this id and whether it is the primary.
     pub(crate) fn find(&self, id: &[u8]) -> Option<(&DerivedKeys, bool)> {
-        self.keys.iter().enumerate().find(|(_, k)| k.id == id).map(|(i, k)| (k, i == 0))
+        self.keys
+            .iter()
+            .enumerate()
+            .find(|(_, k)| k.id == id)
+            .map(|(i, k)| (k, i == 0))
     }
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,7 +195,10 @@ mod tests {
         let a = KeyRing::from_base64(&std).unwrap();
         let b = KeyRing::from_base64(&url).unwrap();
         assert_eq!(a.primary().id, b.primary().id);
-        assert!(matches!(KeyRing::from_base64("not base64!!"), Err(KeyError::Base64)));
+        assert!(matches!(
+            KeyRing::from_base64("not base64!!"),
+            Err(KeyError::Base64)
+        ));
     }
 
     #[test]
@@ -185,7 +207,10 @@ mod tests {
         let ring = ring.with_old_secret(&[2u8; 32]).unwrap();
         assert_eq!(ring.len(), 2);
         assert_ne!(ring.keys[0].id, ring.keys[1].id);
-        assert!(matches!(ring.with_old_secret(&[1u8; 32]), Err(KeyError::DuplicateKey)));
+        assert!(matches!(
+            ring.with_old_secret(&[1u8; 32]),
+            Err(KeyError::DuplicateKey)
+        ));
     }
 
     #[test]

@@ -69,3 +69,71 @@ pub use transport::ResponseHeader;
 /// Re-exported so stores and adapters use the same version.
 pub use async_trait::async_trait;
 pub use time;
+
+/// Entry points into the sealing and codec layers for benchmarks and fuzz
+/// targets. Not a stable API: applications use [`SessionManager`].
+#[doc(hidden)]
+pub mod internals {
+    use serde::Serialize;
+
+    use crate::codec::{to_value, Record};
+    use crate::seal::{self, Purpose};
+    use crate::{Codec, CodecError, KeyRing, SealMode};
+
+    /// Encodes a record holding `values` with `codec`.
+    pub fn encode_values<T: Serialize>(
+        codec: Codec,
+        values: &[(&str, T)],
+    ) -> Result<Vec<u8>, CodecError> {
+        let mut record = Record {
+            created_at: 1_800_000_000,
+            ..Record::default()
+        };
+        for (key, value) in values {
+            let value = to_value(value)?;
+            codec.check(&value)?;
+            record.values.insert((*key).to_owned(), value);
+        }
+        codec.encode(&record)
+    }
+
+    /// Decodes stored bytes; returns the number of values.
+    pub fn decode(bytes: &[u8]) -> Result<usize, CodecError> {
+        Codec::decode(bytes).map(|r| r.values.len() + r.flashes.len())
+    }
+
+    /// Seals a cookie-session payload valid for an hour from `now`.
+    pub fn seal(ring: &KeyRing, mode: SealMode, name: &str, now: i64, payload: &[u8]) -> String {
+        seal::seal(
+            ring,
+            mode,
+            Purpose::SessionData,
+            name,
+            now,
+            now + 3600,
+            payload,
+        )
+        .expect("OS random generator")
+    }
+
+    /// Opens a cookie-session token; the refusal reason on failure.
+    pub fn open(
+        ring: &KeyRing,
+        mode: SealMode,
+        name: &str,
+        now: i64,
+        token: &str,
+    ) -> Result<Vec<u8>, &'static str> {
+        seal::open(
+            ring,
+            mode,
+            Purpose::SessionData,
+            name,
+            token,
+            now,
+            crate::BROWSER_COOKIE_LIMIT,
+        )
+        .map(|o| o.payload)
+        .map_err(|e| e.reason())
+    }
+}

@@ -95,7 +95,11 @@ impl State {
     pub(crate) fn purge(&mut self, now: i64, persistent: bool) {
         self.action = Action::Purge;
         if let Some(l) = &mut self.loaded {
-            l.record = Record { created_at: now, persistent, ..Record::default() };
+            l.record = Record {
+                created_at: now,
+                persistent,
+                ..Record::default()
+            };
             l.changes.clear();
             l.constants_open = true;
         }
@@ -131,7 +135,11 @@ pub(crate) struct Loaded {
 impl Loaded {
     fn fresh(now: i64, persistent: bool) -> Self {
         Loaded {
-            record: Record { created_at: now, persistent, ..Record::default() },
+            record: Record {
+                created_at: now,
+                persistent,
+                ..Record::default()
+            },
             origin: Origin::New,
             changes: Vec::new(),
             constants_open: true,
@@ -150,7 +158,9 @@ impl Loaded {
     }
 
     fn persistence_changed(&self) -> bool {
-        self.changes.iter().any(|c| matches!(c, Change::Persistent(_)))
+        self.changes
+            .iter()
+            .any(|c| matches!(c, Change::Persistent(_)))
     }
 }
 
@@ -256,7 +266,10 @@ impl Session {
         match &config.storage {
             Storage::Cookie => Ok(decode(&opened.payload).map(|record| Loaded {
                 record,
-                origin: Origin::Cookie { issued_at: opened.issued_at, primary: opened.primary },
+                origin: Origin::Cookie {
+                    issued_at: opened.issued_at,
+                    primary: opened.primary,
+                },
                 changes: Vec::new(),
                 constants_open: false,
             })),
@@ -265,7 +278,10 @@ impl Session {
                     tracing::warn!(session = %config.name, "session token holds no valid id");
                     return Ok(None);
                 };
-                let (key, _) = config.keys.find(&opened.key_id).expect("the key that opened it");
+                let (key, _) = config
+                    .keys
+                    .find(&opened.key_id)
+                    .expect("the key that opened it");
                 let store_key = id.store_key(key);
                 let Some(stored) = store.load(&store_key).await? else {
                     return Ok(None);
@@ -309,7 +325,10 @@ impl Session {
             let now = config.clock.now();
             let result = match &config.storage {
                 Storage::Cookie => self.finish_cookie(loaded, action, now),
-                Storage::Server(store) => self.finish_server(store.as_ref(), loaded, action, now).await,
+                Storage::Server(store) => {
+                    self.finish_server(store.as_ref(), loaded, action, now)
+                        .await
+                }
             };
             match &result {
                 Ok(f) => tracing::debug!(
@@ -395,11 +414,28 @@ impl Session {
     ) -> Result<Finished, SessionError> {
         let config = &self.inner.config;
         let persistence_changed = loaded.persistence_changed();
-        let Loaded { mut record, origin, changes, .. } = loaded;
-        let Origin::Server { id, store_key, version, store_expires, primary, token } = origin else {
+        let Loaded {
+            mut record,
+            origin,
+            changes,
+            ..
+        } = loaded;
+        let Origin::Server {
+            id,
+            store_key,
+            version,
+            store_expires,
+            primary,
+            token,
+        } = origin
+        else {
             let had_token = !self.inner.candidates.is_empty();
             if record.is_empty() {
-                let outcome = if action == Action::Purge { Outcome::Purge } else { Outcome::Nothing };
+                let outcome = if action == Action::Purge {
+                    Outcome::Purge
+                } else {
+                    Outcome::Nothing
+                };
                 return Ok(self.removal(had_token, outcome));
             }
             let header = self.create(store, &record, now).await?;
@@ -430,14 +466,17 @@ impl Session {
                 let new_key = id.store_key(config.keys.primary());
                 let deadline = deadline(config, &record, now);
                 let bytes = config.codec.encode(&record)?;
-                store.save(&new_key, &bytes, deadline, SaveCondition::Always).await?;
+                store
+                    .save(&new_key, &bytes, deadline, SaveCondition::Always)
+                    .await?;
                 store.delete(&store_key).await?;
                 let header = self.seal_id(&id, &record, now, deadline)?;
                 Ok(Finished::new(Outcome::Save, Some(header)))
             }
             Action::Keep if !changes.is_empty() => {
-                let Some(record) =
-                    self.cas_save(store, &store_key, record, version, &changes, now).await?
+                let Some(record) = self
+                    .cas_save(store, &store_key, record, version, &changes, now)
+                    .await?
                 else {
                     return Ok(self.removal(true, Outcome::Purge));
                 };
@@ -483,7 +522,10 @@ impl Session {
         for _ in 0..MAX_ID_ATTEMPTS {
             let id = SessionId::generate().map_err(|_| SessionError::Random)?;
             let key = id.store_key(config.keys.primary());
-            match store.save(&key, &bytes, deadline, SaveCondition::IfAbsent).await? {
+            match store
+                .save(&key, &bytes, deadline, SaveCondition::IfAbsent)
+                .await?
+            {
                 SaveOutcome::Saved(_) => return self.seal_id(&id, record, now, deadline),
                 SaveOutcome::Conflict => continue,
             }
@@ -534,7 +576,10 @@ impl Session {
         for attempt in 1..=MAX_CAS_ATTEMPTS {
             let bytes = config.codec.encode(&record)?;
             let deadline = deadline(config, &record, now);
-            match store.save(key, &bytes, deadline, SaveCondition::IfVersion(version)).await? {
+            match store
+                .save(key, &bytes, deadline, SaveCondition::IfVersion(version))
+                .await?
+            {
                 SaveOutcome::Saved(_) => return Ok(Some(record)),
                 SaveOutcome::Conflict => {}
             }

@@ -123,8 +123,7 @@ pub(crate) fn seal(
     payload: &[u8],
 ) -> Result<String, getrandom::Error> {
     let key = ring.primary();
-    let mut buf =
-        Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
+    let mut buf = Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
     buf.push(SEAL_VERSION);
     buf.push(mode.tag());
     buf.extend_from_slice(&key.id);
@@ -170,7 +169,9 @@ pub(crate) fn open(
     if token.len() > max_len {
         return Err(OpenError::Oversized);
     }
-    let mut buf = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| OpenError::Malformed)?;
+    let mut buf = URL_SAFE_NO_PAD
+        .decode(token.trim())
+        .map_err(|_| OpenError::Malformed)?;
     if buf.len() < HEADER_LEN {
         return Err(OpenError::Malformed);
     }
@@ -207,7 +208,8 @@ pub(crate) fn open(
             mac.update(&aad);
             mac.update(&buf[HEADER_LEN..mac_at]);
             // verify_slice compares in constant time.
-            mac.verify_slice(&buf[mac_at..]).map_err(|_| OpenError::Forged)?;
+            mac.verify_slice(&buf[mac_at..])
+                .map_err(|_| OpenError::Forged)?;
             &buf[HEADER_LEN..mac_at]
         }
     };
@@ -220,7 +222,12 @@ pub(crate) fn open(
         return Err(OpenError::FromFuture);
     }
     let payload = plain[TIMES_LEN..].to_vec();
-    Ok(Opened { payload, issued_at, primary, key_id })
+    Ok(Opened {
+        payload,
+        issued_at,
+        primary,
+        key_id,
+    })
 }
 
 #[cfg(test)]
@@ -235,7 +242,16 @@ mod tests {
 
     fn roundtrip(mode: SealMode) {
         let r = ring(1);
-        let t = seal(&r, mode, Purpose::SessionData, "sid", NOW, NOW + 60, b"hello").unwrap();
+        let t = seal(
+            &r,
+            mode,
+            Purpose::SessionData,
+            "sid",
+            NOW,
+            NOW + 60,
+            b"hello",
+        )
+        .unwrap();
         let o = open(&r, mode, Purpose::SessionData, "sid", &t, NOW, 4096).unwrap();
         assert_eq!(o.payload, b"hello");
         assert_eq!(o.issued_at, NOW);
@@ -252,10 +268,26 @@ mod tests {
     fn private_hides_payload_signed_does_not() {
         let r = ring(1);
         let payload = b"visible-payload-visible-payload";
-        let p = seal(&r, SealMode::Private, Purpose::SessionData, "sid", NOW, NO_EXPIRY, payload)
-            .unwrap();
-        let s = seal(&r, SealMode::Signed, Purpose::SessionData, "sid", NOW, NO_EXPIRY, payload)
-            .unwrap();
+        let p = seal(
+            &r,
+            SealMode::Private,
+            Purpose::SessionData,
+            "sid",
+            NOW,
+            NO_EXPIRY,
+            payload,
+        )
+        .unwrap();
+        let s = seal(
+            &r,
+            SealMode::Signed,
+            Purpose::SessionData,
+            "sid",
+            NOW,
+            NO_EXPIRY,
+            payload,
+        )
+        .unwrap();
         let contains = |t: &str| {
             let raw = URL_SAFE_NO_PAD.decode(t).unwrap();
             raw.windows(payload.len()).any(|w| w == payload)
@@ -268,8 +300,16 @@ mod tests {
     fn every_single_byte_change_is_refused() {
         for mode in [SealMode::Private, SealMode::Signed] {
             let r = ring(3);
-            let t = seal(&r, mode, Purpose::SessionId, "sid", NOW, NOW + 10, b"0123456789abcdef")
-                .unwrap();
+            let t = seal(
+                &r,
+                mode,
+                Purpose::SessionId,
+                "sid",
+                NOW,
+                NOW + 10,
+                b"0123456789abcdef",
+            )
+            .unwrap();
             let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
             for i in 0..raw.len() {
                 for flip in [0x01u8, 0x80] {
@@ -288,46 +328,147 @@ mod tests {
     #[test]
     fn truncated_and_garbage_refused() {
         let r = ring(1);
-        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        let t = seal(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            NOW,
+            NOW + 10,
+            b"x",
+        )
+        .unwrap();
         for cut in 0..t.len() {
-            assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", &t[..cut], NOW, 4096)
-                .is_err());
+            assert!(open(
+                &r,
+                SealMode::Private,
+                Purpose::SessionId,
+                "sid",
+                &t[..cut],
+                NOW,
+                4096
+            )
+            .is_err());
         }
-        for garbage in ["", "!!!!", "\u{0}", "AAAA", "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%"] {
-            assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", garbage, NOW, 4096)
-                .is_err());
+        for garbage in [
+            "",
+            "!!!!",
+            "\u{0}",
+            "AAAA",
+            "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%",
+        ] {
+            assert!(open(
+                &r,
+                SealMode::Private,
+                Purpose::SessionId,
+                "sid",
+                garbage,
+                NOW,
+                4096
+            )
+            .is_err());
         }
     }
 
     #[test]
     fn bound_data_name_purpose_mode() {
         let r = ring(1);
-        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        let t = seal(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            NOW,
+            NOW + 10,
+            b"x",
+        )
+        .unwrap();
         let o = |p, n: &str, m| open(&r, m, p, n, &t, NOW, 4096).map(|_| ()).unwrap_err();
-        assert_eq!(o(Purpose::SessionId, "other", SealMode::Private), OpenError::Forged);
-        assert_eq!(o(Purpose::SessionData, "sid", SealMode::Private), OpenError::Forged);
-        assert_eq!(o(Purpose::SessionId, "sid", SealMode::Signed), OpenError::Mode);
+        assert_eq!(
+            o(Purpose::SessionId, "other", SealMode::Private),
+            OpenError::Forged
+        );
+        assert_eq!(
+            o(Purpose::SessionData, "sid", SealMode::Private),
+            OpenError::Forged
+        );
+        assert_eq!(
+            o(Purpose::SessionId, "sid", SealMode::Signed),
+            OpenError::Mode
+        );
     }
 
     #[test]
     fn version_is_bound() {
         let r = ring(1);
-        let t = seal(&r, SealMode::Signed, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
+        let t = seal(
+            &r,
+            SealMode::Signed,
+            Purpose::SessionId,
+            "sid",
+            NOW,
+            NOW + 10,
+            b"x",
+        )
+        .unwrap();
         let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
         raw[0] = 2;
         let t = URL_SAFE_NO_PAD.encode(raw);
-        let err = open(&r, SealMode::Signed, Purpose::SessionId, "sid", &t, NOW, 4096).unwrap_err();
+        let err = open(
+            &r,
+            SealMode::Signed,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW,
+            4096,
+        )
+        .unwrap_err();
         assert_eq!(err, OpenError::Version);
     }
 
     #[test]
     fn expiry_and_future_issue_checked() {
         let r = ring(1);
-        let t = seal(&r, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x").unwrap();
-        assert!(open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW + 9, 4096).is_ok());
-        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW + 10, 4096);
+        let t = seal(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            NOW,
+            NOW + 10,
+            b"x",
+        )
+        .unwrap();
+        assert!(open(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW + 9,
+            4096
+        )
+        .is_ok());
+        let err = open(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW + 10,
+            4096,
+        );
         assert_eq!(err.unwrap_err(), OpenError::Expired);
-        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &t, NOW - 3600, 4096);
+        let err = open(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW - 3600,
+            4096,
+        );
         assert_eq!(err.unwrap_err(), OpenError::FromFuture);
     }
 
@@ -335,20 +476,53 @@ mod tests {
     fn oversized_refused_before_decoding() {
         let r = ring(1);
         let huge = "A".repeat(5000);
-        let err = open(&r, SealMode::Private, Purpose::SessionId, "sid", &huge, NOW, 4096);
+        let err = open(
+            &r,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &huge,
+            NOW,
+            4096,
+        );
         assert_eq!(err.unwrap_err(), OpenError::Oversized);
     }
 
     #[test]
     fn old_key_opens_and_is_reported_foreign_key_refused() {
         let old = ring(1);
-        let t = seal(&old, SealMode::Private, Purpose::SessionId, "sid", NOW, NOW + 10, b"x")
-            .unwrap();
+        let t = seal(
+            &old,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            NOW,
+            NOW + 10,
+            b"x",
+        )
+        .unwrap();
         let rotated = ring(2).with_old_secret(&[1u8; 32]).unwrap();
-        let o = open(&rotated, SealMode::Private, Purpose::SessionId, "sid", &t, NOW, 4096).unwrap();
+        let o = open(
+            &rotated,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW,
+            4096,
+        )
+        .unwrap();
         assert!(!o.primary);
         let foreign = ring(9);
-        let err = open(&foreign, SealMode::Private, Purpose::SessionId, "sid", &t, NOW, 4096);
+        let err = open(
+            &foreign,
+            SealMode::Private,
+            Purpose::SessionId,
+            "sid",
+            &t,
+            NOW,
+            4096,
+        );
         assert_eq!(err.unwrap_err(), OpenError::UnknownKey);
     }
 }

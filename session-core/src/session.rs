@@ -37,7 +37,10 @@ pub struct SessionKey<T: ?Sized> {
 impl<T: ?Sized> SessionKey<T> {
     /// A key named `name` holding values of type `T`.
     pub const fn new(name: &'static str) -> Self {
-        SessionKey { name, _type: PhantomData }
+        SessionKey {
+            name,
+            _type: PhantomData,
+        }
     }
 
     /// The key's name in the session.
@@ -56,7 +59,12 @@ impl<T: ?Sized> Copy for SessionKey<T> {}
 
 impl<T: ?Sized> fmt::Debug for SessionKey<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionKey({:?}: {})", self.name, std::any::type_name::<T>())
+        write!(
+            f,
+            "SessionKey({:?}: {})",
+            self.name,
+            std::any::type_name::<T>()
+        )
     }
 }
 
@@ -95,7 +103,10 @@ pub(crate) enum Change {
     Constant(String, Value),
     FlashAdd(String, Value),
     /// Took the first `count` flashes of `kind` (all kinds when `None`).
-    FlashTake { kind: Option<String>, count: usize },
+    FlashTake {
+        kind: Option<String>,
+        count: usize,
+    },
     Persistent(bool),
 }
 
@@ -175,7 +186,11 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(config: Arc<SessionConfig>, candidates: Vec<String>, span: tracing::Span) -> Self {
+    pub(crate) fn new(
+        config: Arc<SessionConfig>,
+        candidates: Vec<String>,
+        span: tracing::Span,
+    ) -> Self {
         Session {
             inner: Arc::new(SessionInner {
                 config,
@@ -214,7 +229,11 @@ impl Session {
         K: Key<T> + ?Sized,
     {
         self.with(|l, _| {
-            l.record.values.get(key.key_name()).map(|v| from_value(v).map_err(Into::into)).transpose()
+            l.record
+                .values
+                .get(key.key_name())
+                .map(|v| from_value(v).map_err(Into::into))
+                .transpose()
         })
         .await
     }
@@ -254,12 +273,14 @@ impl Session {
 
     /// Whether a value is stored under `key`.
     pub async fn contains(&self, key: &str) -> Result<bool, SessionError> {
-        self.with(|l, _| Ok(l.record.values.contains_key(key))).await
+        self.with(|l, _| Ok(l.record.values.contains_key(key)))
+            .await
     }
 
     /// The names of all values.
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
-        self.with(|l, _| Ok(l.record.values.keys().cloned().collect())).await
+        self.with(|l, _| Ok(l.record.values.keys().cloned().collect()))
+            .await
     }
 
     /// Removes every value except constant attributes, and every flash.
@@ -289,7 +310,11 @@ impl Session {
     }
 
     /// Adds a flash of `kind`: a value that lasts until read.
-    pub async fn flash<T: Serialize + ?Sized>(&self, kind: &str, value: &T) -> Result<(), SessionError> {
+    pub async fn flash<T: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
         let value = to_value(value)?;
         self.with(|l, config| {
             config.codec.check(&value)?;
@@ -300,7 +325,10 @@ impl Session {
 
     /// Takes every pending flash of `kind`, oldest first. If one does not
     /// deserialize as `T`, nothing is taken.
-    pub async fn take_flashes<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, SessionError> {
+    pub async fn take_flashes<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<T>, SessionError> {
         self.with(|l, _| {
             let taken = l
                 .record
@@ -311,7 +339,10 @@ impl Session {
                 .collect::<Result<Vec<T>, _>>()?;
             if !taken.is_empty() {
                 let count = taken.len();
-                l.change(Change::FlashTake { kind: Some(kind.to_owned()), count })?;
+                l.change(Change::FlashTake {
+                    kind: Some(kind.to_owned()),
+                    count,
+                })?;
             }
             Ok(taken)
         })
@@ -321,7 +352,9 @@ impl Session {
     /// Takes every pending flash of every kind, as `(kind, value)` in the
     /// order they were added. If one does not deserialize as `T`, nothing is
     /// taken.
-    pub async fn take_all_flashes<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>, SessionError> {
+    pub async fn take_all_flashes<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<(String, T)>, SessionError> {
         self.with(|l, _| {
             let taken = l
                 .record
@@ -330,7 +363,10 @@ impl Session {
                 .map(|(k, v)| from_value(v).map(|v| (k.clone(), v)))
                 .collect::<Result<Vec<(String, T)>, _>>()?;
             if !taken.is_empty() {
-                l.change(Change::FlashTake { kind: None, count: taken.len() })?;
+                l.change(Change::FlashTake {
+                    kind: None,
+                    count: taken.len(),
+                })?;
             }
             Ok(taken)
         })
@@ -338,7 +374,10 @@ impl Session {
     }
 
     /// Pending flashes of `kind`, without taking them.
-    pub async fn peek_flashes<T: DeserializeOwned>(&self, kind: &str) -> Result<Vec<T>, SessionError> {
+    pub async fn peek_flashes<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<T>, SessionError> {
         self.with(|l, _| {
             l.record
                 .flashes

@@ -35,7 +35,11 @@ pub struct StoredRecord {
 impl StoredRecord {
     /// A loaded record.
     pub fn new(bytes: Vec<u8>, version: Version, expires_at: Option<OffsetDateTime>) -> Self {
-        StoredRecord { bytes, version, expires_at }
+        StoredRecord {
+            bytes,
+            version,
+            expires_at,
+        }
     }
 }
 

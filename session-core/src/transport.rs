@@ -43,9 +43,10 @@ impl ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
                 value: set_cookie(config, token, persistent.then_some(remaining)),
             },
-            Transport::Header(name) => {
-                ResponseHeader { name: Cow::Owned(name.clone()), value: token.to_owned() }
-            }
+            Transport::Header(name) => ResponseHeader {
+                name: Cow::Owned(name.clone()),
+                value: token.to_owned(),
+            },
         };
         if header.value.len() > config.max_header_len {
             return Err(SessionError::CookieTooLarge {
@@ -77,9 +78,10 @@ impl ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
                 value: set_cookie(config, "", Some(time::Duration::ZERO)),
             },
-            Transport::Header(name) => {
-                ResponseHeader { name: Cow::Owned(name.clone()), value: String::new() }
-            }
+            Transport::Header(name) => ResponseHeader {
+                name: Cow::Owned(name.clone()),
+                value: String::new(),
+            },
         }
     }
 }
@@ -114,10 +116,14 @@ pub(crate) fn read_tokens<'a>(
 ) -> Vec<Vec<String>> {
     let mut found: Vec<Vec<String>> = vec![Vec::new(); configs.len()];
     for (name, value) in headers {
-        let Ok(value) = std::str::from_utf8(value) else { continue };
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
         if name.eq_ignore_ascii_case("cookie") {
             for pair in value.split(';') {
-                let Some((cookie_name, cookie_value)) = pair.split_once('=') else { continue };
+                let Some((cookie_name, cookie_value)) = pair.split_once('=') else {
+                    continue;
+                };
                 let cookie_name = cookie_name.trim();
                 let cookie_value = cookie_value.trim().trim_matches('"');
                 for (config, tokens) in configs.iter().zip(found.iter_mut()) {
@@ -166,7 +172,10 @@ mod tests {
         assert_eq!(h.value(), "sid=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
         let h = ResponseHeader::token(&c.cookie_secure(false), "tok", true, time::Duration::HOUR)
             .unwrap();
-        assert_eq!(h.value(), "sid=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600");
+        assert_eq!(
+            h.value(),
+            "sid=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600"
+        );
     }
 
     #[test]
@@ -181,7 +190,10 @@ mod tests {
     fn oversized_cookie_refused() {
         let big = "a".repeat(4090);
         let err = ResponseHeader::token(&config(), &big, false, time::Duration::HOUR).unwrap_err();
-        assert!(matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }));
+        assert!(matches!(
+            err,
+            SessionError::CookieTooLarge { limit: 4096, .. }
+        ));
     }
 
     #[test]

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use session_backends::MemoryStore;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Codec, Outcome, SaveCondition, SaveOutcome, SealMode, Session, SessionConfig,
-    SessionError, SessionManager, Store, StoreError, StoreKey, StoredRecord,
+    Codec, Outcome, SaveCondition, SaveOutcome, SealMode, Session, SessionConfig, SessionError,
+    SessionManager, Store, StoreError, StoreKey, StoredRecord,
 };
 use std::sync::atomic::Ordering;
 
@@ -25,7 +25,11 @@ async fn untouched_or_read_only_new_session_stores_nothing() {
     let (n, f) = peek(&env, &mut jar).await;
     assert_eq!((n, f.outcome, f.header), (None, Outcome::Nothing, None));
     assert_eq!(env.store.saves.load(Ordering::SeqCst), 0);
-    assert_eq!(env.store.loads.load(Ordering::SeqCst), 0, "no token, no store call");
+    assert_eq!(
+        env.store.loads.load(Ordering::SeqCst),
+        0,
+        "no token, no store call"
+    );
 }
 
 #[tokio::test]
@@ -46,7 +50,11 @@ async fn server_sessions_round_trip_and_read_only_requests_write_nothing() {
     assert_eq!(bump(&env, &mut jar).await, (1, Outcome::Save));
     let first_cookie = jar.0.clone().unwrap();
     assert_eq!(bump(&env, &mut jar).await, (2, Outcome::Save));
-    assert_eq!(jar.0.as_ref(), Some(&first_cookie), "token unchanged by a save");
+    assert_eq!(
+        jar.0.as_ref(),
+        Some(&first_cookie),
+        "token unchanged by a save"
+    );
     let saves = env.store.saves.load(Ordering::SeqCst);
     let (n, f) = peek(&env, &mut jar).await;
     assert_eq!((n, f.outcome, f.header), (Some(2), Outcome::Nothing, None));
@@ -62,7 +70,11 @@ async fn cookie_sessions_round_trip_in_both_seal_modes_and_codecs() {
             assert_eq!(bump(&env, &mut jar).await, (1, Outcome::Save));
             assert_eq!(bump(&env, &mut jar).await, (2, Outcome::Save));
             let (n, f) = peek(&env, &mut jar).await;
-            assert_eq!((n, f.outcome), (Some(2), Outcome::Nothing), "{mode:?} {codec:?}");
+            assert_eq!(
+                (n, f.outcome),
+                (Some(2), Outcome::Nothing),
+                "{mode:?} {codec:?}"
+            );
         }
     }
 }
@@ -99,14 +111,20 @@ async fn bad_tokens_give_a_fresh_session_and_a_removal_cookie() {
             assert_eq!(req.primary().get(&COUNTER).await.unwrap(), None);
             let f = finish(&mut jar, &req).await;
             assert_eq!(f.outcome, Outcome::Nothing);
-            assert!(f.header.unwrap().value().contains("Max-Age=0"), "stale cookie removed");
+            assert!(
+                f.header.unwrap().value().contains("Max-Age=0"),
+                "stale cookie removed"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn idle_timeout_ends_sessions_and_rolling_touch_extends_them() {
-    let env = server_env_with(|c| c.idle_timeout(Duration::from_secs(600)).refresh_interval(Duration::from_secs(60)));
+    let env = server_env_with(|c| {
+        c.idle_timeout(Duration::from_secs(600))
+            .refresh_interval(Duration::from_secs(60))
+    });
     let mut jar = Jar::default();
     bump(&env, &mut jar).await;
     // 100 s later: the deadline would move by 100 s >= 60 s, so a read touches.
@@ -156,7 +174,11 @@ async fn absolute_timeout_on_server_sessions() {
     env.clock.advance(60);
     let loads = env.store.loads.load(Ordering::SeqCst);
     assert_eq!(peek(&env, &mut jar).await.0, None);
-    assert_eq!(env.store.loads.load(Ordering::SeqCst), loads, "expired token refused before any store call");
+    assert_eq!(
+        env.store.loads.load(Ordering::SeqCst),
+        loads,
+        "expired token refused before any store call"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +211,11 @@ async fn purge_deletes_and_sends_a_removal_cookie_and_replay_fails() {
     assert_eq!(f.outcome, Outcome::Purge);
     assert!(f.header.unwrap().value().contains("Max-Age=0"));
     assert_eq!(env.store.inner.len(), 0);
-    assert_eq!(peek(&env, &mut old.clone()).await.0, None, "replayed token refused");
+    assert_eq!(
+        peek(&env, &mut old.clone()).await.0,
+        None,
+        "replayed token refused"
+    );
 }
 
 #[tokio::test]
@@ -205,7 +231,10 @@ async fn values_set_after_purge_start_a_new_session() {
     finish(&mut jar, &req).await;
     assert_ne!(jar.0, old.0);
     let req = jar.start(&env.manager);
-    assert_eq!(req.primary().take_flashes::<String>("info").await.unwrap(), ["bye"]);
+    assert_eq!(
+        req.primary().take_flashes::<String>("info").await.unwrap(),
+        ["bye"]
+    );
     assert_eq!(peek(&env, &mut old.clone()).await.0, None);
 }
 
@@ -218,7 +247,10 @@ async fn persistence_switch_sets_and_clears_max_age() {
         req.primary().set_persistent(true).await.unwrap();
         let f = finish(&mut jar, &req).await;
         let value = f.header.unwrap().value().to_string();
-        assert!(value.contains(&format!("Max-Age={}", 30 * 86_400)), "{value}");
+        assert!(
+            value.contains(&format!("Max-Age={}", 30 * 86_400)),
+            "{value}"
+        );
         let req = jar.start(&env.manager);
         assert!(req.primary().is_persistent().await.unwrap());
         req.primary().set_persistent(false).await.unwrap();
@@ -253,20 +285,51 @@ async fn flashes_are_typed_ordered_and_last_until_read() {
     let req = jar.start(&env.manager);
     let s = req.primary();
     s.flash("info", "one").await.unwrap();
-    s.flash("error", &Notice { text: "bad".into(), level: 3 }).await.unwrap();
+    s.flash(
+        "error",
+        &Notice {
+            text: "bad".into(),
+            level: 3,
+        },
+    )
+    .await
+    .unwrap();
     s.flash("info", "two").await.unwrap();
     finish(&mut jar, &req).await;
 
     let req = jar.start(&env.manager);
-    assert_eq!(req.primary().peek_flashes::<String>("info").await.unwrap(), ["one", "two"]);
-    assert!(req.primary().take_flashes::<u32>("info").await.is_err(), "wrong type");
-    assert_eq!(req.primary().take_flashes::<String>("info").await.unwrap(), ["one", "two"]);
+    assert_eq!(
+        req.primary().peek_flashes::<String>("info").await.unwrap(),
+        ["one", "two"]
+    );
+    assert!(
+        req.primary().take_flashes::<u32>("info").await.is_err(),
+        "wrong type"
+    );
+    assert_eq!(
+        req.primary().take_flashes::<String>("info").await.unwrap(),
+        ["one", "two"]
+    );
     finish(&mut jar, &req).await;
 
     let req = jar.start(&env.manager);
-    assert!(req.primary().take_flashes::<String>("info").await.unwrap().is_empty());
+    assert!(req
+        .primary()
+        .take_flashes::<String>("info")
+        .await
+        .unwrap()
+        .is_empty());
     let all = req.primary().take_all_flashes::<Notice>().await.unwrap();
-    assert_eq!(all, [("error".to_string(), Notice { text: "bad".into(), level: 3 })]);
+    assert_eq!(
+        all,
+        [(
+            "error".to_string(),
+            Notice {
+                text: "bad".into(),
+                level: 3
+            }
+        )]
+    );
     let f = finish(&mut jar, &req).await;
     assert_eq!(f.outcome, Outcome::Purge, "a session left empty is removed");
     assert!(jar.0.is_none());
@@ -277,25 +340,43 @@ async fn constant_attributes_are_fixed_until_renewal() {
     let env = server_env();
     let mut jar = Jar::default();
     let req = jar.start(&env.manager);
-    req.primary().insert_constant(&USER, &"ada".to_string()).await.unwrap();
+    req.primary()
+        .insert_constant(&USER, &"ada".to_string())
+        .await
+        .unwrap();
     finish(&mut jar, &req).await;
 
     let req = jar.start(&env.manager);
     let s = req.primary();
     assert_eq!(s.get(&USER).await.unwrap().as_deref(), Some("ada"));
-    assert!(matches!(s.insert(&USER, &"eve".to_string()).await, Err(SessionError::ConstantAttribute(_))));
-    assert!(matches!(s.remove(&USER).await, Err(SessionError::ConstantAttribute(_))));
+    assert!(matches!(
+        s.insert(&USER, &"eve".to_string()).await,
+        Err(SessionError::ConstantAttribute(_))
+    ));
+    assert!(matches!(
+        s.remove(&USER).await,
+        Err(SessionError::ConstantAttribute(_))
+    ));
     assert!(matches!(
         s.insert_constant("role", "admin").await,
         Err(SessionError::ConstantNotAllowed(_))
     ));
     s.clear().await.unwrap();
-    assert_eq!(s.get(&USER).await.unwrap().as_deref(), Some("ada"), "clear keeps constants");
+    assert_eq!(
+        s.get(&USER).await.unwrap().as_deref(),
+        Some("ada"),
+        "clear keeps constants"
+    );
     s.renew().await.unwrap();
-    s.insert_constant(&USER, &"grace".to_string()).await.unwrap();
+    s.insert_constant(&USER, &"grace".to_string())
+        .await
+        .unwrap();
     finish(&mut jar, &req).await;
     let req = jar.start(&env.manager);
-    assert_eq!(req.primary().get(&USER).await.unwrap().as_deref(), Some("grace"));
+    assert_eq!(
+        req.primary().get(&USER).await.unwrap().as_deref(),
+        Some("grace")
+    );
 }
 
 #[tokio::test]
@@ -307,7 +388,10 @@ async fn values_api() {
     s.insert("b", &vec!["x", "y"]).await.unwrap();
     assert!(s.contains("a").await.unwrap());
     assert_eq!(s.keys().await.unwrap(), ["a", "b"]);
-    assert!(s.get::<String, _>("a").await.is_err(), "type mismatch is an error");
+    assert!(
+        s.get::<String, _>("a").await.is_err(),
+        "type mismatch is an error"
+    );
     assert!(s.remove::<u8, _>("a").await.unwrap());
     assert!(!s.remove::<u8, _>("a").await.unwrap());
     s.clear().await.unwrap();
@@ -327,9 +411,15 @@ async fn json_codec_refuses_unrepresentable_values_at_insert() {
 async fn oversized_cookie_session_is_refused_not_sent() {
     let env = cookie_env_with(|c| c);
     let req = env.manager.start([]);
-    req.primary().insert("big", &"x".repeat(5000)).await.unwrap();
+    req.primary()
+        .insert("big", &"x".repeat(5000))
+        .await
+        .unwrap();
     let err = req.primary().finish().await.unwrap_err();
-    assert!(matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }), "{err}");
+    assert!(
+        matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }),
+        "{err}"
+    );
     assert_eq!(err.http_status(), 500);
 }
 
@@ -338,9 +428,15 @@ async fn oversized_server_session_is_a_store_error() {
     let store = Arc::new(MemoryStore::builder().max_record_size(1000).build());
     let manager = SessionManager::new(SessionConfig::server(store, keys(1))).unwrap();
     let req = manager.start([]);
-    req.primary().insert("big", &"x".repeat(2000)).await.unwrap();
+    req.primary()
+        .insert("big", &"x".repeat(2000))
+        .await
+        .unwrap();
     let err = req.finish().await.unwrap_err();
-    assert!(matches!(err, SessionError::Store(StoreError::TooLarge { .. })), "{err}");
+    assert!(
+        matches!(err, SessionError::Store(StoreError::TooLarge { .. })),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -351,22 +447,56 @@ async fn named_sessions_have_their_own_stores_and_options_and_save_together() {
         .unwrap()
         .with_session(SessionConfig::server(store_b.clone(), keys(2)).name("admin"))
         .unwrap()
-        .with_session(SessionConfig::cookie(keys(3)).name("prefs").seal_mode(SealMode::Signed))
+        .with_session(
+            SessionConfig::cookie(keys(3))
+                .name("prefs")
+                .seal_mode(SealMode::Signed),
+        )
         .unwrap();
     let req = manager.start([]);
     req.primary().insert("a", &1).await.unwrap();
     req.named("admin").unwrap().insert("b", &2).await.unwrap();
-    req.named("prefs").unwrap().insert("theme", "dark").await.unwrap();
+    req.named("prefs")
+        .unwrap()
+        .insert("theme", "dark")
+        .await
+        .unwrap();
     assert!(req.named("missing").is_err());
     let headers = req.finish().await.unwrap();
     assert_eq!(headers.len(), 3);
     assert_eq!((store_a.len(), store_b.len()), (1, 1));
-    let cookie = headers.iter().map(|h| h.value().split(';').next().unwrap()).collect::<Vec<_>>().join("; ");
+    let cookie = headers
+        .iter()
+        .map(|h| h.value().split(';').next().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ");
     let req = manager.start([("cookie", cookie.as_bytes())]);
     assert_eq!(req.primary().get::<i32, _>("a").await.unwrap(), Some(1));
-    assert_eq!(req.named("admin").unwrap().get::<i32, _>("b").await.unwrap(), Some(2));
-    assert_eq!(req.named("prefs").unwrap().get::<String, _>("theme").await.unwrap().as_deref(), Some("dark"));
-    assert_eq!(req.named("admin").unwrap().get::<i32, _>("a").await.unwrap(), None);
+    assert_eq!(
+        req.named("admin")
+            .unwrap()
+            .get::<i32, _>("b")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        req.named("prefs")
+            .unwrap()
+            .get::<String, _>("theme")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("dark")
+    );
+    assert_eq!(
+        req.named("admin")
+            .unwrap()
+            .get::<i32, _>("a")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -385,7 +515,10 @@ async fn header_transport() {
     assert_eq!(h.name(), "X-Session-Token");
     let token = h.value().to_string();
     assert!(!token.contains(';'));
-    let req = env.manager.start([("x-session-token", token.as_bytes()), ("cookie", b"sid=ignored".as_slice())]);
+    let req = env.manager.start([
+        ("x-session-token", token.as_bytes()),
+        ("cookie", b"sid=ignored".as_slice()),
+    ]);
     assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(5));
     req.primary().set_persistent(true).await.unwrap();
     let f = req.primary().finish().await.unwrap();
@@ -393,7 +526,11 @@ async fn header_transport() {
     let req = env.manager.start([("X-SESSION-TOKEN", token.as_bytes())]);
     req.primary().purge().await.unwrap();
     let f = req.primary().finish().await.unwrap();
-    assert_eq!(f.header.unwrap().value(), "", "purge clears the header token");
+    assert_eq!(
+        f.header.unwrap().value(),
+        "",
+        "purge clears the header token"
+    );
 }
 
 #[tokio::test]
@@ -432,8 +569,10 @@ async fn key_rotation_keeps_users_and_moves_them_to_the_primary_key() {
 #[tokio::test]
 async fn key_rotation_for_cookie_sessions() {
     let old = SessionManager::new(SessionConfig::cookie(keys(1))).unwrap();
-    let rotated =
-        SessionManager::new(SessionConfig::cookie(keys(2).with_old_secret(&[1; 32]).unwrap())).unwrap();
+    let rotated = SessionManager::new(SessionConfig::cookie(
+        keys(2).with_old_secret(&[1; 32]).unwrap(),
+    ))
+    .unwrap();
     let new_only = SessionManager::new(SessionConfig::cookie(keys(2))).unwrap();
     let mut jar = Jar::default();
     let req = jar.start(&old);
@@ -442,9 +581,24 @@ async fn key_rotation_for_cookie_sessions() {
     let stale = jar.clone();
     let req = jar.start(&rotated);
     assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(3));
-    assert_eq!(finish(&mut jar, &req).await.outcome, Outcome::Save, "re-sealed with the primary");
-    assert_eq!(jar.start(&new_only).primary().get(&COUNTER).await.unwrap(), Some(3));
-    assert_eq!(stale.start(&new_only).primary().get(&COUNTER).await.unwrap(), None);
+    assert_eq!(
+        finish(&mut jar, &req).await.outcome,
+        Outcome::Save,
+        "re-sealed with the primary"
+    );
+    assert_eq!(
+        jar.start(&new_only).primary().get(&COUNTER).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        stale
+            .start(&new_only)
+            .primary()
+            .get(&COUNTER)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +618,10 @@ async fn concurrent_requests_changing_different_keys_all_survive() {
             let req = jar.start(&manager);
             req.primary().get::<u64, _>(&COUNTER).await.unwrap();
             req.primary().insert(&format!("k{i}"), &i).await.unwrap();
-            req.primary().flash("info", &format!("from {i}")).await.unwrap();
+            req.primary()
+                .flash("info", &format!("from {i}"))
+                .await
+                .unwrap();
             barrier.wait().await;
             req.finish().await.unwrap();
         }));
@@ -474,9 +631,20 @@ async fn concurrent_requests_changing_different_keys_all_survive() {
     }
     let req = jar.start(&manager);
     for i in 0..24 {
-        assert_eq!(req.primary().get::<i32, _>(&format!("k{i}")).await.unwrap(), Some(i), "k{i} lost");
+        assert_eq!(
+            req.primary().get::<i32, _>(&format!("k{i}")).await.unwrap(),
+            Some(i),
+            "k{i} lost"
+        );
     }
-    assert_eq!(req.primary().take_flashes::<String>("info").await.unwrap().len(), 24);
+    assert_eq!(
+        req.primary()
+            .take_flashes::<String>("info")
+            .await
+            .unwrap()
+            .len(),
+        24
+    );
     assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(1));
 }
 
@@ -491,7 +659,14 @@ async fn merge_replays_flash_takes_and_removals() {
     finish(&mut jar, &req).await;
 
     let reader = jar.start(&env.manager);
-    assert_eq!(reader.primary().take_flashes::<String>("info").await.unwrap(), ["first"]);
+    assert_eq!(
+        reader
+            .primary()
+            .take_flashes::<String>("info")
+            .await
+            .unwrap(),
+        ["first"]
+    );
     reader.primary().remove::<i32, _>("a").await.unwrap();
     let writer = jar.start(&env.manager);
     writer.primary().insert("b", &2).await.unwrap();
@@ -502,7 +677,10 @@ async fn merge_replays_flash_takes_and_removals() {
     let req = jar.start(&env.manager);
     assert_eq!(req.primary().get::<i32, _>("a").await.unwrap(), None);
     assert_eq!(req.primary().get::<i32, _>("b").await.unwrap(), Some(2));
-    assert_eq!(req.primary().take_flashes::<String>("info").await.unwrap(), ["second"]);
+    assert_eq!(
+        req.primary().take_flashes::<String>("info").await.unwrap(),
+        ["second"]
+    );
 }
 
 #[tokio::test]
@@ -517,7 +695,11 @@ async fn concurrent_logout_wins_over_a_later_save() {
     logout.finish().await.unwrap();
     let f = writer.primary().finish().await.unwrap();
     assert_eq!(f.outcome, Outcome::Purge);
-    assert_eq!(env.store.inner.len(), 0, "the purged session is not resurrected");
+    assert_eq!(
+        env.store.inner.len(),
+        0,
+        "the purged session is not resurrected"
+    );
 }
 
 /// A store that is down: the error path.
@@ -529,7 +711,13 @@ impl Store for DownStore {
     async fn load(&self, _: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
-    async fn save(&self, _: &StoreKey, _: &[u8], _: OffsetDateTime, _: SaveCondition) -> Result<SaveOutcome, StoreError> {
+    async fn save(
+        &self,
+        _: &StoreKey,
+        _: &[u8],
+        _: OffsetDateTime,
+        _: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
         Err(StoreError::Timeout(Duration::from_secs(1)))
     }
     async fn touch(&self, _: &StoreKey, _: OffsetDateTime) -> Result<bool, StoreError> {
@@ -578,6 +766,8 @@ async fn a_session_handle_is_usable_from_spawned_tasks() {
     let req = env.manager.start([]);
     let session: Session = req.primary().clone();
     assert_send(&session);
-    tokio::spawn(async move { session.insert("x", &1).await.unwrap() }).await.unwrap();
+    tokio::spawn(async move { session.insert("x", &1).await.unwrap() })
+        .await
+        .unwrap();
     assert_eq!(req.primary().get::<i32, _>("x").await.unwrap(), Some(1));
 }

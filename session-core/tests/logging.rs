@@ -31,7 +31,10 @@ fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut tokens = Vec::new();
     tracing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
@@ -57,7 +60,9 @@ fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
     for token in tokens {
         let value = &token["sid=".len()..];
         assert!(!logs.contains(value), "token leaked into logs");
-        assert!(!logs.contains(&value[..16]), "token prefix leaked into logs");
+        assert!(
+            !logs.contains(&value[..16]),
+            "token prefix leaked into logs"
+        );
     }
 }
-

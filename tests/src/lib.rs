@@ -43,7 +43,11 @@ pub struct Setup {
 impl Setup {
     /// A setup.
     pub const fn new(framework: Framework, store: &'static str, transport: &'static str) -> Self {
-        Setup { framework, store, transport }
+        Setup {
+            framework,
+            store,
+            transport,
+        }
     }
 
     /// Whether sessions live on the server (tokens can be revoked).
@@ -82,8 +86,10 @@ impl DemoServer {
     /// Starts `framework`'s demo with these environment variables (later
     /// entries win). Panics on a configuration error.
     pub fn start(framework: Framework, vars: &[(&str, &str)]) -> DemoServer {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let config = DemoConfig::from_vars(|k| map.get(k).cloned()).expect("demo configuration");
         let manager = config.session_manager().expect("demo session manager");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -95,8 +101,12 @@ impl DemoServer {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                ready.send(listener.local_addr().expect("address")).expect("report address");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                ready
+                    .send(listener.local_addr().expect("address"))
+                    .expect("report address");
                 let serve = match framework {
                     Framework::Axum => {
                         examples::axum_demo::serve(listener, manager, std::future::pending())
@@ -109,7 +119,9 @@ impl DemoServer {
             });
             runtime.shutdown_timeout(Duration::from_secs(1));
         });
-        let addr = bound.recv_timeout(Duration::from_secs(10)).expect("server started");
+        let addr = bound
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server started");
         DemoServer {
             base: format!("http://{addr}"),
             transport: config.transport,
@@ -179,7 +191,10 @@ impl Response {
 
     /// The `Content-Type` header.
     pub fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -214,13 +229,19 @@ impl DemoClient {
             };
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.text().await.expect("body");
-        let response = Response { status, headers, body };
+        let response = Response {
+            status,
+            headers,
+            body,
+        };
         self.keep_token(&response);
         response
     }
@@ -229,7 +250,9 @@ impl DemoClient {
         match self.transport {
             TransportKind::Cookie => {
                 for cookie in response.set_cookies() {
-                    let Some(rest) = cookie.strip_prefix("sid=") else { continue };
+                    let Some(rest) = cookie.strip_prefix("sid=") else {
+                        continue;
+                    };
                     let value = rest.split(';').next().unwrap_or("");
                     let removed = value.is_empty() || cookie.contains("Max-Age=0");
                     self.set_token((!removed).then(|| value.to_owned()));

@@ -31,7 +31,10 @@ pub async fn counter(setup: &Setup) {
     let client = server.client();
     let r = client.get("/counter/peek").await;
     assert_eq!((r.status, r.json()), (200, json!({"n": 0})));
-    assert!(r.set_cookies().is_empty(), "peek on a new session sets nothing");
+    assert!(
+        r.set_cookies().is_empty(),
+        "peek on a new session sets nothing"
+    );
     assert!(client.token().is_none());
     for n in 1..=3 {
         let r = client.get("/counter").await;
@@ -44,7 +47,10 @@ pub async fn counter(setup: &Setup) {
     assert!(r.set_cookies().is_empty(), "peek writes no cookie");
     assert!(r.headers.get("x-session-token").is_none());
     // Another client has its own session.
-    assert_eq!(server.client().get("/counter").await.json(), json!({"n": 1}));
+    assert_eq!(
+        server.client().get("/counter").await.json(),
+        json!({"n": 1})
+    );
 }
 
 /// `/kv/{key}` stores any JSON value exactly, 404 for a missing key.
@@ -98,11 +104,19 @@ pub async fn login_and_whoami(setup: &Setup) {
     let after = client.token().expect("a session after login");
     assert_ne!(before, after, "login renews the token");
     assert_eq!(client.get("/whoami").await.json(), json!({"user": "ada"}));
-    assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}), "data kept across renewal");
+    assert_eq!(
+        client.get("/counter/peek").await.json(),
+        json!({"n": 1}),
+        "data kept across renewal"
+    );
     if setup.server_side() {
         let replay = server.client();
         replay.set_token(Some(before));
-        assert_eq!(replay.get("/counter/peek").await.json(), json!({"n": 0}), "pre-login token is dead");
+        assert_eq!(
+            replay.get("/counter/peek").await.json(),
+            json!({"n": 0}),
+            "pre-login token is dead"
+        );
     }
     // Logging in again as someone else replaces the user.
     client.post("/login", json!({"user": "grace"})).await;
@@ -115,8 +129,16 @@ pub async fn flashes(setup: &Setup) {
     let client = server.client();
     assert_eq!(client.get("/flash").await.json(), json!([]));
     client.post("/login", json!({"user": "ada"})).await;
-    assert_eq!(client.post("/flash", json!({"kind": "error", "message": "disk full"})).await.status, 204);
-    client.post("/flash", json!({"kind": "info", "message": "second"})).await;
+    assert_eq!(
+        client
+            .post("/flash", json!({"kind": "error", "message": "disk full"}))
+            .await
+            .status,
+        204
+    );
+    client
+        .post("/flash", json!({"kind": "info", "message": "second"}))
+        .await;
     let r = client.get("/flash").await;
     assert_eq!(
         r.json(),
@@ -138,13 +160,21 @@ pub async fn remember_me(setup: &Setup) {
     let r = client.post("/remember", json!({"persistent": true})).await;
     assert_eq!(r.status, 204);
     if setup.cookie_transport() {
-        let cookie = r.set_cookies().into_iter().find(|c| c.starts_with("sid=")).expect("cookie re-sent");
+        let cookie = r
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("sid="))
+            .expect("cookie re-sent");
         assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
         assert_attributes(&cookie, false);
     }
     let r = client.post("/remember", json!({"persistent": false})).await;
     if setup.cookie_transport() {
-        let cookie = r.set_cookies().into_iter().find(|c| c.starts_with("sid=")).expect("cookie re-sent");
+        let cookie = r
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("sid="))
+            .expect("cookie re-sent");
         assert!(!cookie.contains("Max-Age"), "{cookie}");
     }
     assert_eq!(client.get("/counter").await.json(), json!({"n": 2}));
@@ -163,18 +193,30 @@ pub async fn cookie_attributes(setup: &Setup) {
     if !setup.cookie_transport() {
         let server = setup.start(&[]);
         let r = server.client().get("/counter").await;
-        assert!(r.set_cookies().is_empty(), "header transport sets no cookie");
+        assert!(
+            r.set_cookies().is_empty(),
+            "header transport sets no cookie"
+        );
         assert!(r.headers.get("x-session-token").is_some());
         return;
     }
     let server = setup.start(&[]);
     let r = server.client().get("/counter").await;
     let cookie = r.set_cookies().pop().expect("cookie");
-    assert!(!cookie.contains("Max-Age"), "browser-session cookie by default: {cookie}");
+    assert!(
+        !cookie.contains("Max-Age"),
+        "browser-session cookie by default: {cookie}"
+    );
     assert_attributes(&cookie, false);
     assert!(cookie.len() < 4096);
     let secure = setup.start(&[("SESSION_COOKIE_SECURE", "true")]);
-    let cookie = secure.client().get("/counter").await.set_cookies().pop().expect("cookie");
+    let cookie = secure
+        .client()
+        .get("/counter")
+        .await
+        .set_cookies()
+        .pop()
+        .expect("cookie");
     assert_attributes(&cookie, true);
 }
 
@@ -189,9 +231,19 @@ pub async fn logout(setup: &Setup) {
     assert_eq!(r.status, 204);
     if setup.cookie_transport() {
         let cookie = r.set_cookies().pop().expect("removal cookie");
-        assert!(cookie.starts_with("sid=;") && cookie.contains("Max-Age=0"), "{cookie}");
+        assert!(
+            cookie.starts_with("sid=;") && cookie.contains("Max-Age=0"),
+            "{cookie}"
+        );
     } else {
-        assert_eq!(r.headers.get("x-session-token").expect("header").to_str().unwrap(), "");
+        assert_eq!(
+            r.headers
+                .get("x-session-token")
+                .expect("header")
+                .to_str()
+                .unwrap(),
+            ""
+        );
     }
     assert!(client.token().is_none());
     assert_eq!(client.get("/whoami").await.status, 401);
@@ -199,7 +251,11 @@ pub async fn logout(setup: &Setup) {
     if setup.server_side() {
         let replay = server.client();
         replay.set_token(token);
-        assert_eq!(replay.get("/whoami").await.status, 401, "replayed token after logout refused");
+        assert_eq!(
+            replay.get("/whoami").await.status,
+            401,
+            "replayed token after logout refused"
+        );
     }
 }
 
@@ -213,11 +269,14 @@ pub async fn bad_tokens(setup: &Setup) {
     let last = tampered.len() - 3;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let foreign = {
-        let other = crate::DemoServer::start(setup.framework, &[
-            ("SESSION_STORE", setup.store),
-            ("SESSION_TRANSPORT", setup.transport),
-            ("SESSION_SECRET", SECRET_B),
-        ]);
+        let other = crate::DemoServer::start(
+            setup.framework,
+            &[
+                ("SESSION_STORE", setup.store),
+                ("SESSION_TRANSPORT", setup.transport),
+                ("SESSION_SECRET", SECRET_B),
+            ],
+        );
         let c = other.client();
         c.get("/counter").await;
         c.token().expect("foreign token")
@@ -246,14 +305,25 @@ pub async fn page(setup: &Setup) {
     client.get("/counter").await;
     let r = client.get("/").await;
     assert_eq!(r.status, 200);
-    assert!(r.content_type().starts_with("text/html"), "{}", r.content_type());
-    assert!(r.body.contains(r#"<strong id="user">&lt;ada&gt;</strong>"#), "{}", r.body);
+    assert!(
+        r.content_type().starts_with("text/html"),
+        "{}",
+        r.content_type()
+    );
+    assert!(
+        r.body.contains(r#"<strong id="user">&lt;ada&gt;</strong>"#),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains(r#"<span id="counter">2</span>"#));
     assert!(r.body.contains("welcome &lt;ada&gt;"));
     assert!(r.body.contains(r#"id="login-form""#) && r.body.contains(r#"id="logout-button""#));
     assert!(r.body.contains(r#"id="remember""#) && r.body.contains(r#"id="counter-button""#));
     let r = client.get("/").await;
-    assert!(!r.body.contains("welcome"), "flash consumed by the first render");
+    assert!(
+        !r.body.contains("welcome"),
+        "flash consumed by the first render"
+    );
     assert_eq!(client.get("/flash").await.json(), json!([]));
 }
 
@@ -276,7 +346,11 @@ pub async fn concurrent_writes(setup: &Setup) {
     }
     if setup.server_side() {
         for i in 0..24 {
-            assert_eq!(client.get(&format!("/kv/k{i}")).await.json(), json!(i), "k{i} lost");
+            assert_eq!(
+                client.get(&format!("/kv/k{i}")).await.json(),
+                json!(i),
+                "k{i} lost"
+            );
         }
     }
     assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}));
@@ -294,28 +368,54 @@ pub async fn key_rotation(setup: &Setup) {
         client
     };
     let before = client.token();
-    let rotated = crate::DemoServer::start(setup.framework, &[
-        ("SESSION_STORE", setup.store),
-        ("SESSION_TRANSPORT", setup.transport),
-        ("SESSION_SECRET", SECRET_B),
-        ("SESSION_OLD_SECRETS", SECRET_A),
-    ]);
-    let client = rotated.adopt(&client);
-    if !setup.server_side() || setup.store != "memory" {
-        assert_eq!(client.get("/whoami").await.json(), json!({"user": "ada"}), "old secret still opens");
-        assert_ne!(client.token(), before, "token re-sealed with the new primary");
-        drop(rotated);
-        let new_only = crate::DemoServer::start(setup.framework, &[
+    let rotated = crate::DemoServer::start(
+        setup.framework,
+        &[
             ("SESSION_STORE", setup.store),
             ("SESSION_TRANSPORT", setup.transport),
             ("SESSION_SECRET", SECRET_B),
-        ]);
+            ("SESSION_OLD_SECRETS", SECRET_A),
+        ],
+    );
+    let client = rotated.adopt(&client);
+    if !setup.server_side() || setup.store != "memory" {
+        assert_eq!(
+            client.get("/whoami").await.json(),
+            json!({"user": "ada"}),
+            "old secret still opens"
+        );
+        assert_ne!(
+            client.token(),
+            before,
+            "token re-sealed with the new primary"
+        );
+        drop(rotated);
+        let new_only = crate::DemoServer::start(
+            setup.framework,
+            &[
+                ("SESSION_STORE", setup.store),
+                ("SESSION_TRANSPORT", setup.transport),
+                ("SESSION_SECRET", SECRET_B),
+            ],
+        );
         let moved = new_only.adopt(&client);
-        assert_eq!(moved.get("/whoami").await.status, 200, "re-sealed token opens with the new secret alone");
+        assert_eq!(
+            moved.get("/whoami").await.status,
+            200,
+            "re-sealed token opens with the new secret alone"
+        );
         let stale = new_only.client();
         stale.set_token(before);
-        assert_eq!(stale.get("/whoami").await.status, 401, "old token refused once its secret is dropped");
+        assert_eq!(
+            stale.get("/whoami").await.status,
+            401,
+            "old token refused once its secret is dropped"
+        );
     } else {
-        assert_eq!(client.get("/whoami").await.status, 401, "memory sessions end with the process");
+        assert_eq!(
+            client.get("/whoami").await.status,
+            401,
+            "memory sessions end with the process"
+        );
     }
 }

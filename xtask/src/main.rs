@@ -1,1 +1,258 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `ci`: formatting, clippy (warnings denied), every test (unit, doc,
+//!   trybuild, conformance, cross-framework), and docs (warnings denied),
+//!   with memcached found or installed and started on free loopback ports for
+//!   the tests, and stopped at the end whatever happened. Prints a summary.
+//! - `memcached`: starts the test memcached instances and prints their
+//!   environment, for running tests by hand; Ctrl-C stops them.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("memcached") => memcached_shell(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | memcached>");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+struct Step {
+    name: &'static str,
+    ok: bool,
+    took: Duration,
+}
+
+fn run_step(steps: &mut Vec<Step>, name: &'static str, mut cmd: Command) -> bool {
+    println!("\n==> {name}: {cmd:?}");
+    let started = Instant::now();
+    let ok = match cmd.status() {
+        Ok(status) => status.success(),
+        Err(e) => {
+            eprintln!("cannot run {name}: {e}");
+            false
+        }
+    };
+    steps.push(Step {
+        name,
+        ok,
+        took: started.elapsed(),
+    });
+    ok
+}
+
+fn ci() -> ExitCode {
+    let mut steps = Vec::new();
+    let memcached = match Memcached::start_all() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("xtask ci: memcached: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run_step(&mut steps, "fmt", fmt);
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_step(&mut steps, "clippy", clippy);
+
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--no-fail-fast"]);
+    memcached.export(&mut test);
+    run_step(
+        &mut steps,
+        "test (unit, doc, trybuild, conformance, cross-framework)",
+        test,
+    );
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run_step(&mut steps, "doc", doc);
+
+    drop(memcached);
+
+    println!("\n==> summary");
+    for step in &steps {
+        let mark = if step.ok { "ok  " } else { "FAIL" };
+        println!("{mark} {:<60} {:>7.1}s", step.name, step.took.as_secs_f64());
+    }
+    let failed = steps.iter().filter(|s| !s.ok).count();
+    println!("{} passed, {} failed", steps.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn memcached_shell() -> ExitCode {
+    let memcached = match Memcached::start_all() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("xtask memcached: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut cmd = Command::new("env");
+    memcached.export(&mut cmd);
+    for (k, v) in cmd.get_envs() {
+        println!(
+            "export {}={}",
+            k.to_string_lossy(),
+            v.map(|v| v.to_string_lossy()).unwrap_or_default()
+        );
+    }
+    println!("# running; press Ctrl-C to stop");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Test memcached processes, stopped when dropped.
+struct Memcached {
+    single: Instance,
+}
+
+struct Instance {
+    addr: String,
+    child: Child,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Memcached {
+    fn start_all() -> Result<Memcached, String> {
+        let binary = find_or_install_memcached()?;
+        let single = start_instance(&binary, &[])?;
+        println!("memcached {} on {}", binary.display(), single.addr);
+        Ok(Memcached { single })
+    }
+
+    /// Passes the addresses to tests. Tests that need memcached read
+    /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
+    fn export(&self, cmd: &mut Command) {
+        cmd.env("SESSION_TEST_MEMCACHED", &self.single.addr);
+    }
+}
+
+fn find_or_install_memcached() -> Result<PathBuf, String> {
+    if let Some(found) = which("memcached") {
+        return Ok(found);
+    }
+    println!("memcached not found: installing the Debian package");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !(apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "memcached"])) {
+        return Err("memcached is not installed and `apt-get install memcached` failed".into());
+    }
+    which("memcached").ok_or_else(|| "memcached still not found after installing".into())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn start_instance(binary: &Path, extra: &[&str]) -> Result<Instance, String> {
+    for _attempt in 0..5 {
+        let port = free_port()?;
+        let mut cmd = Command::new(binary);
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+            "-c",
+            "1024",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let instance = Instance {
+            addr: format!("127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect(&instance.addr).is_ok() {
+                return Ok(instance);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Port taken between the probe and the start: try another.
+    }
+    Err("memcached did not start listening".into())
+}

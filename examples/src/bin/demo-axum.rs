@@ -10,9 +10,13 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.port);
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or(config.port);
     println!("listening on http://127.0.0.1:{port}");
-    if let Err(e) = examples::axum_demo::serve(listener, manager, examples::shutdown_signal()).await {
+    if let Err(e) = examples::axum_demo::serve(listener, manager, examples::shutdown_signal()).await
+    {
         eprintln!("demo-axum: server error: {e}");
         std::process::exit(1);
     }

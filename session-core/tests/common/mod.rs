@@ -25,7 +25,8 @@ impl TestClock {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + session_core::time::Duration::seconds(self.0.load(Ordering::SeqCst))
+        OffsetDateTime::now_utc()
+            + session_core::time::Duration::seconds(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -82,8 +83,14 @@ pub fn server_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -
     let store = Arc::new(CountingStore::default());
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::server(store.clone(), keys(1)).cookie_secure(false).clock(move || c.now());
-    Env { manager: SessionManager::new(configure(config)).unwrap(), store, clock }
+    let config = SessionConfig::server(store.clone(), keys(1))
+        .cookie_secure(false)
+        .clock(move || c.now());
+    Env {
+        manager: SessionManager::new(configure(config)).unwrap(),
+        store,
+        clock,
+    }
 }
 
 pub fn server_env() -> Env {
@@ -93,7 +100,9 @@ pub fn server_env() -> Env {
 pub fn cookie_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -> Env {
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::cookie(keys(1)).cookie_secure(false).clock(move || c.now());
+    let config = SessionConfig::cookie(keys(1))
+        .cookie_secure(false)
+        .clock(move || c.now());
     Env {
         manager: SessionManager::new(configure(config)).unwrap(),
         store: Arc::new(CountingStore::default()),
@@ -147,4 +156,3 @@ pub async fn peek(env: &Env, jar: &mut Jar) -> (Option<u64>, session_core::Finis
     jar.apply(finished.header.as_ref());
     (n, finished)
 }
-
