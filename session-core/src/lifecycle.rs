@@ -8,9 +8,9 @@ use tracing::Instrument;
 
 use crate::codec::{Codec, Record};
 use crate::config::{SessionConfig, Storage};
-use crate::error::{SessionError, StoreError};
+use crate::error::{CodecError, SessionError, StoreError};
 use crate::id::{SessionId, StoreKey};
-use crate::seal::{self, Opened, Purpose, NO_EXPIRY};
+use crate::seal::{self, Opened, Purpose, SealMode, NO_EXPIRY};
 use crate::session::{Change, Session};
 use crate::store::{SaveCondition, SaveOutcome, Store, Version};
 use crate::transport::ResponseHeader;
@@ -255,7 +255,7 @@ impl Session {
     ) -> Result<Option<Loaded>, SessionError> {
         let config = &self.inner.config;
         let now_s = now.unix_timestamp();
-        let decode = |bytes: &[u8]| match Codec::decode(bytes) {
+        let check = |decoded: Result<Record, CodecError>| match decoded {
             Ok(record) if absolute_expired(config, &record, now_s) => None,
             Ok(record) => Some(record),
             Err(e) => {
@@ -264,7 +264,7 @@ impl Session {
             }
         };
         match &config.storage {
-            Storage::Cookie => Ok(decode(&opened.payload).map(|record| Loaded {
+            Storage::Cookie => Ok(check(Codec::decode(&opened.payload)).map(|record| Loaded {
                 record,
                 origin: Origin::Cookie {
                     issued_at: opened.issued_at,
@@ -286,7 +286,8 @@ impl Session {
                 let Some(stored) = store.load(&store_key).await? else {
                     return Ok(None);
                 };
-                Ok(decode(&stored.bytes).map(|record| Loaded {
+                let decoded = self.decode_stored(store.as_ref(), &store_key, stored.bytes, now_s);
+                Ok(check(decoded).map(|record| Loaded {
                     record,
                     origin: Origin::Server {
                         id,
@@ -465,7 +466,7 @@ impl Session {
                 // key and token, so the old secret can be retired.
                 let new_key = id.store_key(config.keys.primary());
                 let deadline = deadline(config, &record, now);
-                let bytes = config.codec.encode(&record)?;
+                let bytes = self.encode_stored(store, &new_key, &record, now)?;
                 store
                     .save(&new_key, &bytes, deadline, SaveCondition::Always)
                     .await?;
@@ -518,10 +519,10 @@ impl Session {
     ) -> Result<ResponseHeader, SessionError> {
         let config = &self.inner.config;
         let deadline = deadline(config, record, now);
-        let bytes = config.codec.encode(record)?;
         for _ in 0..MAX_ID_ATTEMPTS {
             let id = SessionId::generate().map_err(|_| SessionError::Random)?;
             let key = id.store_key(config.keys.primary());
+            let bytes = self.encode_stored(store, &key, record, now)?;
             match store
                 .save(&key, &bytes, deadline, SaveCondition::IfAbsent)
                 .await?
@@ -560,6 +561,62 @@ impl Session {
         ResponseHeader::token(config, &token, record.persistent, deadline - now)
     }
 
+    /// Encodes a record for `store`, sealed at rest when the store asks.
+    fn encode_stored(
+        &self,
+        store: &dyn Store,
+        key: &StoreKey,
+        record: &Record,
+        now: OffsetDateTime,
+    ) -> Result<Vec<u8>, SessionError> {
+        let config = &self.inner.config;
+        let bytes = config.codec.encode(record)?;
+        if !store.seals_at_rest() {
+            return Ok(bytes);
+        }
+        seal::seal_raw(
+            &config.keys,
+            SealMode::Private,
+            Purpose::AtRest,
+            key.as_str(),
+            now.unix_timestamp(),
+            NO_EXPIRY,
+            &bytes,
+        )
+        .map_err(|_| SessionError::Random)
+    }
+
+    /// Decodes a stored record, opening it if sealed. A store that seals at
+    /// rest must not hand back unsealed records (they could be forged by
+    /// anyone who can write to the store).
+    fn decode_stored(
+        &self,
+        store: &dyn Store,
+        key: &StoreKey,
+        bytes: Vec<u8>,
+        now: i64,
+    ) -> Result<Record, CodecError> {
+        if !seal::is_sealed(&bytes) {
+            if store.seals_at_rest() {
+                return Err(CodecError::Malformed(
+                    "unsealed record in a store that seals at rest".into(),
+                ));
+            }
+            return Codec::decode(&bytes);
+        }
+        let config = &self.inner.config;
+        let opened = seal::open_raw(
+            &config.keys,
+            SealMode::Private,
+            Purpose::AtRest,
+            key.as_str(),
+            bytes,
+            now,
+        )
+        .map_err(|e| CodecError::Malformed(e.reason().into()))?;
+        Codec::decode(&opened.payload)
+    }
+
     /// Saves with compare-and-swap; on conflict reloads, replays this
     /// request's changes on the fresher record and tries again. `None` when
     /// the session was ended by another request meanwhile.
@@ -588,7 +645,7 @@ impl Session {
                 tracing::warn!(session = %config.name, "session ended by a concurrent request; this request's changes are dropped");
                 return Ok(None);
             };
-            let mut merged = Codec::decode(&fresh.bytes)?;
+            let mut merged = self.decode_stored(store, key, fresh.bytes, now.unix_timestamp())?;
             for change in changes {
                 if let Err(e) = change.apply(&mut merged) {
                     tracing::warn!(session = %config.name, error = %e, "change not replayed on merge");

@@ -61,6 +61,8 @@ pub(crate) enum Purpose {
     SessionId = 1,
     /// A whole cookie-stored session.
     SessionData = 2,
+    /// A server-side record sealed at rest, bound to its store key.
+    AtRest = 3,
 }
 
 /// A successfully opened token.
@@ -112,7 +114,7 @@ fn aad(header: &[u8], purpose: Purpose, name: &str) -> Vec<u8> {
     aad
 }
 
-/// Seals `payload` with the ring's primary key.
+/// Seals `payload` with the ring's primary key, as base64url text.
 pub(crate) fn seal(
     ring: &KeyRing,
     mode: SealMode,
@@ -122,6 +124,28 @@ pub(crate) fn seal(
     expires_at: i64,
     payload: &[u8],
 ) -> Result<String, getrandom::Error> {
+    seal_raw(ring, mode, purpose, name, issued_at, expires_at, payload)
+        .map(|b| URL_SAFE_NO_PAD.encode(b))
+}
+
+/// Whether `bytes` look like a sealed value (rather than an encoded record,
+/// whose second byte is a codec tag).
+pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.len() > HEADER_LEN
+        && bytes[0] == SEAL_VERSION
+        && (bytes[1] == SealMode::Private.tag() || bytes[1] == SealMode::Signed.tag())
+}
+
+/// Seals `payload` with the ring's primary key, as bytes.
+pub(crate) fn seal_raw(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    issued_at: i64,
+    expires_at: i64,
+    payload: &[u8],
+) -> Result<Vec<u8>, getrandom::Error> {
     let key = ring.primary();
     let mut buf = Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
     buf.push(SEAL_VERSION);
@@ -153,7 +177,7 @@ pub(crate) fn seal(
             buf.extend_from_slice(&mac.finalize().into_bytes());
         }
     }
-    Ok(URL_SAFE_NO_PAD.encode(&buf))
+    Ok(buf)
 }
 
 /// Opens a token sealed by [`seal`], checking mode, key, integrity and times.
@@ -169,9 +193,21 @@ pub(crate) fn open(
     if token.len() > max_len {
         return Err(OpenError::Oversized);
     }
-    let mut buf = URL_SAFE_NO_PAD
+    let buf = URL_SAFE_NO_PAD
         .decode(token.trim())
         .map_err(|_| OpenError::Malformed)?;
+    open_raw(ring, mode, purpose, name, buf, now)
+}
+
+/// Opens bytes sealed by [`seal_raw`].
+pub(crate) fn open_raw(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    mut buf: Vec<u8>,
+    now: i64,
+) -> Result<Opened, OpenError> {
     if buf.len() < HEADER_LEN {
         return Err(OpenError::Malformed);
     }

@@ -101,4 +101,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn max_record_size(&self) -> Option<usize> {
         None
     }
+
+    /// Whether records should reach this store sealed with the session's key
+    /// ring (AES-256-GCM, bound to their store key), so that the store holds
+    /// nothing readable or forgeable without the key. Stores outside the
+    /// process (memcached, files) say yes by default; when true, unsealed
+    /// records found in the store are refused.
+    fn seals_at_rest(&self) -> bool {
+        false
+    }
 }
