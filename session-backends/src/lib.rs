@@ -3,16 +3,22 @@
 //!
 //! - [`MemoryStore`]: the embedded default; sharded, bounded, expiring
 //!   entries swept in the background.
+//! - [`MemcacheStore`]: memcached, pooled, sharded over several servers by
+//!   consistent hashing, compare-and-swap through the meta protocol.
 //! - [`conformance`]: the rules of the [`Store`](session_core::Store) trait as
 //!   async functions, and [`store_conformance_tests!`] to run them all as
 //!   separate tests against any store.
 //!
-//! The memcached, file and cascade stores are planned (see the project's
-//! issues) and not part of this crate yet.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod conformance;
+mod memcache;
 mod memory;
+mod ring;
 
+pub use memcache::{
+    MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_ITEM_SIZE,
+    MAX_RELATIVE_TTL,
+};
 pub use memory::{MemoryStore, MemoryStoreBuilder};

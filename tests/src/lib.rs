@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod memcached;
 pub mod scenarios;
 
 use std::collections::HashMap;

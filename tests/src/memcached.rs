@@ -1,0 +1,152 @@
+//! Real memcached processes for tests.
+//!
+//! `cargo xtask ci` starts the shared instances and passes them in
+//! `SESSION_TEST_MEMCACHED` (one server) and `SESSION_TEST_MEMCACHED_CLUSTER`
+//! (three servers). Without them, each test starts private instances; under
+//! `CI=true` their absence is a failure, never a skip. Tests that stop and
+//! restart servers always start their own.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The memcached binary: `SESSION_TEST_MEMCACHED_BIN`, or from `PATH`.
+pub fn binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SESSION_TEST_MEMCACHED_BIN") {
+        return PathBuf::from(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("memcached"))
+        .find(|p| p.is_file())
+        .expect(
+            "memcached not found: install it (apt-get install memcached) or run `cargo xtask ci`",
+        )
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A memcached process on a loopback port, killed when dropped.
+pub struct MemcachedProcess {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl MemcachedProcess {
+    /// Starts memcached on a free port with extra arguments.
+    pub fn start(args: &[&str]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut process = MemcachedProcess {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        process.restart();
+        process
+    }
+
+    /// Kills the process (the port stays reserved for [`restart`](Self::restart)).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut cmd = Command::new(binary());
+        cmd.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ])
+        .args(&self.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if is_root() {
+            cmd.args(["-u", "root"]);
+        }
+        self.child = Some(cmd.spawn().expect("start memcached"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "memcached on {} did not start",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for MemcachedProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Servers for a test: the shared ones from the environment, or private
+/// processes that live as long as this value.
+pub struct Servers {
+    /// `host:port` of each server.
+    pub addrs: Vec<String>,
+    _owned: Vec<MemcachedProcess>,
+}
+
+fn servers_from_env(var: &str, count: usize) -> Servers {
+    if let Ok(list) = std::env::var(var) {
+        let addrs: Vec<String> = list.split(',').map(str::to_owned).collect();
+        assert_eq!(addrs.len(), count, "{var} should list {count} servers");
+        return Servers {
+            addrs,
+            _owned: Vec::new(),
+        };
+    }
+    assert!(
+        !in_ci(),
+        "{var} is not set under CI=true: run the tests through `cargo xtask ci`"
+    );
+    let owned: Vec<MemcachedProcess> = (0..count).map(|_| MemcachedProcess::start(&[])).collect();
+    Servers {
+        addrs: owned.iter().map(|p| p.addr.clone()).collect(),
+        _owned: owned,
+    }
+}
+
+/// One memcached server.
+pub fn single() -> Servers {
+    servers_from_env("SESSION_TEST_MEMCACHED", 1)
+}
+
+/// Three memcached servers.
+pub fn cluster() -> Servers {
+    servers_from_env("SESSION_TEST_MEMCACHED_CLUSTER", 3)
+}
