@@ -5,6 +5,7 @@
 //!   entries swept in the background.
 //! - [`MemcacheStore`]: memcached, pooled, sharded over several servers by
 //!   consistent hashing, compare-and-swap through the meta protocol.
+//! - [`FileStore`]: one file per session, written atomically, swept.
 //! - [`conformance`]: the rules of the [`Store`](session_core::Store) trait as
 //!   async functions, and [`store_conformance_tests!`] to run them all as
 //!   separate tests against any store.
@@ -13,10 +14,12 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+mod file;
 mod memcache;
 mod memory;
 mod ring;
 
+pub use file::{FileStore, FileStoreBuilder};
 pub use memcache::{
     MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_ITEM_SIZE,
     MAX_RELATIVE_TTL,
