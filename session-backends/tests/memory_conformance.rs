@@ -15,3 +15,19 @@ session_backends::store_conformance_tests!(
             .build()
     )
 );
+
+session_backends::store_conformance_tests!(
+    cascade_of_memory,
+    Arc::new(
+        session_backends::CascadeStore::builder()
+            .cache_tier(
+                Arc::new(MemoryStore::new()),
+                std::time::Duration::from_secs(30)
+            )
+            .tier(Arc::new(
+                MemoryStore::builder().max_record_size(8192).build()
+            ))
+            .build()
+            .unwrap()
+    )
+);

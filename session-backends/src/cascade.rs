@@ -1,0 +1,358 @@
+//! Tiers of stores: read fastest first, write through all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::time::OffsetDateTime;
+use session_core::{
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+};
+
+/// Bytes in front of every record: the cascade's own version (u64) and the
+/// record's deadline (Unix ms, i64), which capped cache tiers cannot report.
+const FRAME_LEN: usize = 16;
+
+struct Tier {
+    store: Arc<dyn Store>,
+    /// Longest time a record may live in this tier (bounds staleness of a
+    /// per-process cache in front of a shared store).
+    max_ttl: Option<Duration>,
+}
+
+/// Stores in tiers, fastest first; typically memory in front of memcached
+/// (in front of files).
+///
+/// - **Reads** go to the fastest tier holding the record; a miss is filled
+///   back into the faster tiers.
+/// - **Writes** go through every tier. Compare-and-swap is decided by the
+///   *authoritative* tier (the last one written synchronously, by default
+///   the slowest), against a version the cascade keeps inside the record;
+///   on a conflict the faster tiers' copies are dropped, so the retry reads
+///   fresh data.
+/// - A tier whose size limit a record exceeds is skipped (its stale copy is
+///   deleted); only the authoritative tier's limit is an error.
+/// - **Deletes** and **touches** go to every tier.
+///
+/// **Consistency between processes.** A memory tier is private to its
+/// process: after another process writes to the shared tier, this process
+/// may serve its older copy until that copy expires. Writes are still safe
+/// (the authoritative compare-and-swap catches the stale version and the
+/// engine merges), but reads can be stale. [`cache_tier`](CascadeStoreBuilder::cache_tier)
+/// bounds this with a short TTL for the tier; use no memory tier where reads
+/// must always be fresh.
+///
+/// **Write-behind** ([`write_behind`](CascadeStoreBuilder::write_behind), off
+/// by default) writes the slowest tier in a background task after the
+/// response, as the Go cascade's asynchronous datastore save did. Its risks:
+/// a write lost if the process stops first, failures only logged, and
+/// requests that follow quickly may complete before the slow tier has the
+/// data (it is then not authoritative: the tier before it is).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use session_backends::{CascadeStore, MemoryStore};
+///
+/// let store = CascadeStore::builder()
+///     .cache_tier(Arc::new(MemoryStore::new()), Duration::from_secs(5))
+///     .tier(Arc::new(MemoryStore::new()))
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct CascadeStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tiers: Vec<Tier>,
+    write_behind: bool,
+    next_version: AtomicU64,
+}
+
+/// Builder of a [`CascadeStore`].
+#[must_use]
+#[derive(Default)]
+pub struct CascadeStoreBuilder {
+    tiers: Vec<Tier>,
+    write_behind: bool,
+}
+
+/// A cascade that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CascadeConfigError {
+    /// No tier was given.
+    #[error("a cascade needs at least one tier")]
+    NoTiers,
+    /// Write-behind needs a tier before the slowest to be authoritative.
+    #[error("write-behind needs at least two tiers")]
+    WriteBehindNeedsTwoTiers,
+}
+
+impl CascadeStoreBuilder {
+    /// Adds the next (slower) tier.
+    pub fn tier(mut self, store: Arc<dyn Store>) -> Self {
+        self.tiers.push(Tier {
+            store,
+            max_ttl: None,
+        });
+        self
+    }
+
+    /// Adds the next tier, keeping records there at most `max_ttl` (a
+    /// short-lived cache in front of shared tiers).
+    pub fn cache_tier(mut self, store: Arc<dyn Store>, max_ttl: Duration) -> Self {
+        self.tiers.push(Tier {
+            store,
+            max_ttl: Some(max_ttl),
+        });
+        self
+    }
+
+    /// Writes the slowest tier in the background after the response (off by
+    /// default; see the type's documentation for what it risks).
+    pub fn write_behind(mut self, enabled: bool) -> Self {
+        self.write_behind = enabled;
+        self
+    }
+
+    /// Builds the cascade.
+    pub fn build(self) -> Result<CascadeStore, CascadeConfigError> {
+        if self.tiers.is_empty() {
+            return Err(CascadeConfigError::NoTiers);
+        }
+        if self.write_behind && self.tiers.len() < 2 {
+            return Err(CascadeConfigError::WriteBehindNeedsTwoTiers);
+        }
+        let seed = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64
+            ^ (u64::from(std::process::id()) << 40);
+        Ok(CascadeStore {
+            inner: Arc::new(Inner {
+                tiers: self.tiers,
+                write_behind: self.write_behind,
+                next_version: AtomicU64::new(seed),
+            }),
+        })
+    }
+}
+
+impl std::fmt::Debug for CascadeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tiers: Vec<&Arc<dyn Store>> = self.inner.tiers.iter().map(|t| &t.store).collect();
+        f.debug_struct("CascadeStore")
+            .field("tiers", &tiers)
+            .field("write_behind", &self.inner.write_behind)
+            .finish()
+    }
+}
+
+fn frame(version: u64, deadline: OffsetDateTime, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(FRAME_LEN + body.len());
+    bytes.extend_from_slice(&version.to_be_bytes());
+    let ms = (deadline.unix_timestamp_nanos() / 1_000_000) as i64;
+    bytes.extend_from_slice(&ms.to_be_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn unframe(bytes: &[u8]) -> Option<(Version, OffsetDateTime, &[u8])> {
+    let version = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let ms = i64::from_be_bytes(bytes.get(8..FRAME_LEN)?.try_into().ok()?);
+    let deadline = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()?;
+    Some((Version(version), deadline, &bytes[FRAME_LEN..]))
+}
+
+impl CascadeStore {
+    /// A builder; add tiers fastest first.
+    pub fn builder() -> CascadeStoreBuilder {
+        CascadeStoreBuilder::default()
+    }
+
+    /// Index of the tier that decides compare-and-swap.
+    fn authoritative(&self) -> usize {
+        self.inner.tiers.len() - 1 - usize::from(self.inner.write_behind)
+    }
+
+    fn tier_deadline(tier: &Tier, expires_at: OffsetDateTime) -> OffsetDateTime {
+        match tier.max_ttl {
+            Some(ttl) => expires_at.min(OffsetDateTime::now_utc() + ttl),
+            None => expires_at,
+        }
+    }
+
+    fn fits(tier: &Tier, len: usize) -> bool {
+        tier.store
+            .max_record_size()
+            .is_none_or(|limit| len <= limit)
+    }
+
+    /// Writes a non-authoritative tier; failures are logged, and a tier that
+    /// cannot take the record loses its stale copy.
+    async fn write_copy(tier: &Tier, key: &StoreKey, bytes: &[u8], expires_at: OffsetDateTime) {
+        let result = if Self::fits(tier, bytes.len()) {
+            let deadline = Self::tier_deadline(tier, expires_at);
+            tier.store
+                .save(key, bytes, deadline, SaveCondition::Always)
+                .await
+                .map(|_| ())
+        } else {
+            tier.store.delete(key).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cascade tier write failed; dropping its copy");
+            let _ = tier.store.delete(key).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CascadeStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        let tiers = &self.inner.tiers;
+        let last = tiers.len() - 1;
+        for (i, tier) in tiers.iter().enumerate() {
+            let found = match tier.store.load(key).await {
+                Ok(found) => found,
+                // A faster tier failing is a miss; the last one failing is an error.
+                Err(e) if i < last => {
+                    tracing::warn!(error = %e, tier = i, "cascade tier unavailable; reading the next");
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(record) = found else { continue };
+            let Some((version, framed_deadline, body)) = unframe(&record.bytes) else {
+                tracing::warn!(tier = i, "cascade record without its frame; ignoring it");
+                continue;
+            };
+            // A capped tier's own expiry is the cap; the frame has the real one.
+            let expires_at = match (tier.max_ttl, record.expires_at) {
+                (None, Some(real)) => real,
+                _ => framed_deadline,
+            };
+            let refreshed = frame(version.0, expires_at, body);
+            for faster in &tiers[..i] {
+                Self::write_copy(faster, key, &refreshed, expires_at).await;
+            }
+            let expires_at = Some(expires_at);
+            return Ok(Some(StoredRecord::new(body.to_vec(), version, expires_at)));
+        }
+        Ok(None)
+    }
+
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        let authority_index = self.authoritative();
+        let authority = &self.inner.tiers[authority_index];
+        let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame(version, expires_at, record);
+        if let Some(limit) = authority.store.max_record_size() {
+            if bytes.len() > limit {
+                let limit = limit.saturating_sub(FRAME_LEN);
+                return Err(StoreError::TooLarge {
+                    size: record.len(),
+                    limit,
+                });
+            }
+        }
+        // The authoritative tier decides, on its own version of the record.
+        let tier_condition = match condition {
+            SaveCondition::IfVersion(wanted) => match authority.store.load(key).await? {
+                Some(current) if unframe(&current.bytes).map(|(v, _, _)| v) == Some(wanted) => {
+                    Some(SaveCondition::IfVersion(current.version))
+                }
+                _ => None,
+            },
+            other => Some(other),
+        };
+        let outcome = match tier_condition {
+            None => SaveOutcome::Conflict,
+            Some(condition) => {
+                let deadline = Self::tier_deadline(authority, expires_at);
+                authority
+                    .store
+                    .save(key, &bytes, deadline, condition)
+                    .await?
+            }
+        };
+        if outcome == SaveOutcome::Conflict {
+            // Our view was stale: drop the faster copies so the retry reads fresh.
+            for tier in &self.inner.tiers[..authority_index] {
+                let _ = tier.store.delete(key).await;
+            }
+            return Ok(SaveOutcome::Conflict);
+        }
+        for tier in &self.inner.tiers[..authority_index] {
+            Self::write_copy(tier, key, &bytes, expires_at).await;
+        }
+        if self.inner.write_behind {
+            let inner = self.inner.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                let slowest = inner.tiers.last().expect("tiers");
+                Self::write_copy(slowest, &key, &bytes, expires_at).await;
+            });
+        }
+        Ok(SaveOutcome::Saved(Version(version)))
+    }
+
+    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
+        let authority = self.authoritative();
+        let mut found = false;
+        for (i, tier) in self.inner.tiers.iter().enumerate() {
+            let result = if tier.max_ttl.is_some() {
+                // A capped tier keeps the real deadline in the frame: rewrite
+                // its (local, cheap) copy rather than touch it.
+                match tier.store.load(key).await {
+                    Ok(Some(copy)) => match unframe(&copy.bytes) {
+                        Some((version, _, body)) => {
+                            let bytes = frame(version.0, expires_at, body);
+                            Self::write_copy(tier, key, &bytes, expires_at).await;
+                            Ok(true)
+                        }
+                        None => Ok(false),
+                    },
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            } else {
+                tier.store.touch(key, expires_at).await
+            };
+            match result {
+                Ok(touched) if i == authority => found = touched,
+                Ok(_) => {}
+                Err(e) if i == authority => return Err(e),
+                Err(e) => tracing::warn!(error = %e, tier = i, "cascade tier touch failed"),
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for tier in &self.inner.tiers {
+            if let Err(e) = tier.store.delete(key).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn max_record_size(&self) -> Option<usize> {
+        self.inner.tiers[self.authoritative()]
+            .store
+            .max_record_size()
+            .map(|limit| limit.saturating_sub(FRAME_LEN))
+    }
+
+    fn seals_at_rest(&self) -> bool {
+        self.inner.tiers.iter().any(|t| t.store.seals_at_rest())
+    }
+}
