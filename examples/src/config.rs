@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_backends::MemoryStore;
+use session_backends::{CascadeStore, FileStore, MemcacheStore, MemoryStore};
 use session_core::{KeyRing, SessionConfig, SessionManager};
 
 /// Where the demo keeps sessions (`SESSION_STORE`).
@@ -208,19 +208,43 @@ impl DemoConfig {
         })
     }
 
+    fn memcache_store(&self) -> Result<MemcacheStore, ConfigError> {
+        // Short timeouts: an unreachable store answers 503 well within two seconds.
+        MemcacheStore::builder(self.memcache_servers.clone())
+            .connect_timeout(Duration::from_millis(400))
+            .op_timeout(Duration::from_millis(400))
+            .pool_wait_timeout(Duration::from_millis(400))
+            .build()
+            .map_err(|e| bad("MEMCACHE_SERVERS", e.to_string()))
+    }
+
+    fn file_store(&self) -> Result<FileStore, ConfigError> {
+        FileStore::builder(&self.session_dir).build().map_err(|e| {
+            bad(
+                "SESSION_DIR",
+                format!("cannot use {}: {e}", self.session_dir.display()),
+            )
+        })
+    }
+
     /// The session manager this configuration describes.
     pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
-        let config =
-            match self.store {
-                StoreKind::Memory => {
-                    SessionConfig::server(Arc::new(MemoryStore::new()), self.keys.clone())
-                }
-                StoreKind::Cookie => SessionConfig::cookie(self.keys.clone()),
-                StoreKind::Memcache | StoreKind::File | StoreKind::Cascade => return Err(bad(
-                    "SESSION_STORE",
-                    "the memcache, file and cascade stores are not built yet; use memory or cookie",
-                )),
-            };
+        let keys = self.keys.clone();
+        let config = match self.store {
+            StoreKind::Memory => SessionConfig::server(Arc::new(MemoryStore::new()), keys),
+            StoreKind::Cookie => SessionConfig::cookie(keys),
+            StoreKind::Memcache => SessionConfig::server(Arc::new(self.memcache_store()?), keys),
+            StoreKind::File => SessionConfig::server(Arc::new(self.file_store()?), keys),
+            StoreKind::Cascade => {
+                let cascade = CascadeStore::builder()
+                    .cache_tier(Arc::new(MemoryStore::new()), Duration::from_secs(5))
+                    .tier(Arc::new(self.memcache_store()?))
+                    .tier(Arc::new(self.file_store()?))
+                    .build()
+                    .map_err(|e| bad("SESSION_STORE", e.to_string()))?;
+                SessionConfig::server(Arc::new(cascade), keys)
+            }
+        };
         let mut config = config
             .name("sid")
             .idle_timeout(self.idle)
@@ -296,14 +320,27 @@ mod tests {
     }
 
     #[test]
-    fn stores_not_built_yet_are_refused_clearly() {
-        for store in ["memcache", "file", "cascade"] {
-            let err = parse(&[("SESSION_STORE", store)])
-                .unwrap()
-                .session_manager()
-                .unwrap_err();
-            assert_eq!(err.variable, "SESSION_STORE");
-            assert!(err.message.contains("not built yet"));
+    fn every_store_builds_without_reaching_its_server() {
+        let dir = std::env::temp_dir().join(format!("demo-config-test-{}", std::process::id()));
+        let dir = dir.to_str().unwrap();
+        for store in ["memory", "cookie", "memcache", "file", "cascade"] {
+            let config = parse(&[("SESSION_STORE", store), ("SESSION_DIR", dir)]).unwrap();
+            config.session_manager().unwrap();
         }
+    }
+
+    #[test]
+    fn unusable_session_dir_names_its_variable() {
+        let file = std::env::temp_dir().join(format!("demo-config-file-{}", std::process::id()));
+        std::fs::write(&file, b"not a directory").unwrap();
+        let config = parse(&[
+            ("SESSION_STORE", "file"),
+            ("SESSION_DIR", file.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.session_manager().unwrap_err().variable,
+            "SESSION_DIR"
+        );
     }
 }

@@ -60,7 +60,6 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("PORT", "99999"),
         ("MEMCACHE_SERVERS", "nocolon"),
-        ("SESSION_STORE", "memcache"),
     ];
     for (var, value) in cases {
         let out = run_with(&[(var, value)]);

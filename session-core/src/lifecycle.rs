@@ -631,7 +631,7 @@ impl Session {
     ) -> Result<Option<Record>, SessionError> {
         let config = &self.inner.config;
         for attempt in 1..=MAX_CAS_ATTEMPTS {
-            let bytes = config.codec.encode(&record)?;
+            let bytes = self.encode_stored(store, key, &record, now)?;
             let deadline = deadline(config, &record, now);
             match store
                 .save(key, &bytes, deadline, SaveCondition::IfVersion(version))

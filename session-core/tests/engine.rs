@@ -818,15 +818,16 @@ async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
     finish(&mut jar, &req).await;
     let (key, bytes) = store.1.lock().unwrap().clone().unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("plain-text-marker"));
-    let req = jar.start(&manager);
-    assert_eq!(
-        req.primary()
-            .get::<String, _>("secret")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("plain-text-marker")
-    );
+    // Loaded, changed (a compare-and-swap save), loaded again: sealed every time.
+    for n in 1..=2 {
+        let req = jar.start(&manager);
+        let secret = req.primary().get::<String, _>("secret").await.unwrap();
+        assert_eq!(secret.as_deref(), Some("plain-text-marker"));
+        req.primary().insert("n", &n).await.unwrap();
+        finish(&mut jar, &req).await;
+        let (_, bytes) = store.1.lock().unwrap().clone().unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("plain-text-marker"));
+    }
 
     // An unsealed record written under the victim's key is refused.
     let forged = br#"{"v":{"secret":"forged"},"c":1800000000}"#;

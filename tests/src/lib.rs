@@ -12,7 +12,8 @@ pub mod memcached;
 pub mod scenarios;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -61,15 +62,65 @@ impl Setup {
         self.transport == "cookie"
     }
 
-    /// Starts a server with this setup, a fixed secret, and `extra` variables.
+    /// What the store needs: memcached servers and a directory, shared by
+    /// every server started on it (so sessions survive a restart).
+    pub fn backing(&self) -> Arc<Backing> {
+        let memcached = matches!(self.store, "memcache" | "cascade").then(memcached::single);
+        let dir = std::env::temp_dir().join(format!(
+            "session-tests-{}-{}",
+            std::process::id(),
+            BACKING_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        Arc::new(Backing { memcached, dir })
+    }
+
+    /// Starts a server with this setup on fresh backing, the fixed secret
+    /// [`SECRET_A`], and `extra` variables.
     pub fn start(&self, extra: &[(&str, &str)]) -> DemoServer {
+        self.start_on(&self.backing(), SECRET_A, None, extra)
+    }
+
+    /// Starts a server on `backing` with these secrets.
+    pub fn start_on(
+        &self,
+        backing: &Arc<Backing>,
+        secret: &str,
+        old_secrets: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> DemoServer {
+        let servers = backing.memcached.as_ref().map(|s| s.addrs.join(","));
+        let dir = backing.dir.to_string_lossy().into_owned();
         let mut vars = vec![
             ("SESSION_STORE", self.store),
             ("SESSION_TRANSPORT", self.transport),
-            ("SESSION_SECRET", SECRET_A),
+            ("SESSION_SECRET", secret),
+            ("SESSION_DIR", dir.as_str()),
         ];
+        if let Some(servers) = &servers {
+            vars.push(("MEMCACHE_SERVERS", servers));
+        }
+        if let Some(old) = old_secrets {
+            vars.push(("SESSION_OLD_SECRETS", old));
+        }
         vars.extend_from_slice(extra);
-        DemoServer::start(self.framework, &vars)
+        let mut server = DemoServer::start(self.framework, &vars);
+        server.backing = Some(backing.clone());
+        server
+    }
+}
+
+static BACKING_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Servers and files a demo's store uses; removed when the last demo using
+/// them is gone.
+pub struct Backing {
+    memcached: Option<memcached::Servers>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -81,6 +132,7 @@ pub struct DemoServer {
     transport: TransportKind,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    backing: Option<Arc<Backing>>,
 }
 
 impl DemoServer {
@@ -128,6 +180,7 @@ impl DemoServer {
             transport: config.transport,
             stop: Some(stop),
             thread: Some(thread),
+            backing: None,
         }
     }
 

@@ -42,19 +42,24 @@ pub struct MemcachedProcess {
 impl MemcachedProcess {
     /// Starts memcached on a free port with extra arguments.
     pub fn start(args: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut process = MemcachedProcess {
-            addr: format!("127.0.0.1:{port}"),
-            port,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        process.restart();
-        process
+        for _attempt in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .expect("free port")
+                .local_addr()
+                .expect("addr")
+                .port();
+            let mut process = MemcachedProcess {
+                addr: format!("127.0.0.1:{port}"),
+                port,
+                args: args.iter().map(|s| s.to_string()).collect(),
+                child: None,
+            };
+            // Another test may take the port between the probe and the start.
+            if process.try_start() {
+                return process;
+            }
+        }
+        panic!("memcached did not start on any of 10 ports");
     }
 
     /// Kills the process (the port stays reserved for [`restart`](Self::restart)).
@@ -67,6 +72,15 @@ impl MemcachedProcess {
 
     /// Starts it again on the same port, empty.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "memcached did not restart on {}",
+            self.addr
+        );
+    }
+
+    /// Starts the process; false when it exits at once (port taken).
+    fn try_start(&mut self) -> bool {
         self.stop();
         let mut cmd = Command::new(binary());
         cmd.args([
@@ -86,14 +100,25 @@ impl MemcachedProcess {
         if is_root() {
             cmd.args(["-u", "root"]);
         }
-        self.child = Some(cmd.spawn().expect("start memcached"));
+        let mut child = cmd.spawn().expect("start memcached");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while TcpStream::connect(&self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "memcached on {} did not start",
-                self.addr
-            );
+        loop {
+            if child.try_wait().expect("memcached status").is_some() {
+                return false;
+            }
+            if TcpStream::connect(&self.addr).is_ok() {
+                // Still ours after a moment: it bound the port.
+                std::thread::sleep(Duration::from_millis(30));
+                if child.try_wait().expect("memcached status").is_some() {
+                    return false;
+                }
+                self.child = Some(child);
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }

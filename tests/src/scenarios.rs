@@ -269,14 +269,7 @@ pub async fn bad_tokens(setup: &Setup) {
     let last = tampered.len() - 3;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let foreign = {
-        let other = crate::DemoServer::start(
-            setup.framework,
-            &[
-                ("SESSION_STORE", setup.store),
-                ("SESSION_TRANSPORT", setup.transport),
-                ("SESSION_SECRET", SECRET_B),
-            ],
-        );
+        let other = setup.start_on(&setup.backing(), SECRET_B, None, &[]);
         let c = other.client();
         c.get("/counter").await;
         c.token().expect("foreign token")
@@ -361,61 +354,47 @@ pub async fn concurrent_writes(setup: &Setup) {
 /// dropped, it logs them out. Needs sessions that survive a restart, so on
 /// the memory store it checks only that a restart starts afresh.
 pub async fn key_rotation(setup: &Setup) {
+    let backing = setup.backing();
     let client = {
-        let server = setup.start(&[]);
+        let server = setup.start_on(&backing, SECRET_A, None, &[]);
         let client = server.client();
         client.post("/login", json!({"user": "ada"})).await;
         client
     };
     let before = client.token();
-    let rotated = crate::DemoServer::start(
-        setup.framework,
-        &[
-            ("SESSION_STORE", setup.store),
-            ("SESSION_TRANSPORT", setup.transport),
-            ("SESSION_SECRET", SECRET_B),
-            ("SESSION_OLD_SECRETS", SECRET_A),
-        ],
-    );
+    let rotated = setup.start_on(&backing, SECRET_B, Some(SECRET_A), &[]);
     let client = rotated.adopt(&client);
-    if !setup.server_side() || setup.store != "memory" {
-        assert_eq!(
-            client.get("/whoami").await.json(),
-            json!({"user": "ada"}),
-            "old secret still opens"
-        );
-        assert_ne!(
-            client.token(),
-            before,
-            "token re-sealed with the new primary"
-        );
-        drop(rotated);
-        let new_only = crate::DemoServer::start(
-            setup.framework,
-            &[
-                ("SESSION_STORE", setup.store),
-                ("SESSION_TRANSPORT", setup.transport),
-                ("SESSION_SECRET", SECRET_B),
-            ],
-        );
-        let moved = new_only.adopt(&client);
-        assert_eq!(
-            moved.get("/whoami").await.status,
-            200,
-            "re-sealed token opens with the new secret alone"
-        );
-        let stale = new_only.client();
-        stale.set_token(before);
-        assert_eq!(
-            stale.get("/whoami").await.status,
-            401,
-            "old token refused once its secret is dropped"
-        );
-    } else {
+    if setup.store == "memory" {
         assert_eq!(
             client.get("/whoami").await.status,
             401,
             "memory sessions end with the process"
         );
+        return;
     }
+    assert_eq!(
+        client.get("/whoami").await.json(),
+        json!({"user": "ada"}),
+        "old secret still opens"
+    );
+    assert_ne!(
+        client.token(),
+        before,
+        "token re-sealed with the new primary"
+    );
+    drop(rotated);
+    let new_only = setup.start_on(&backing, SECRET_B, None, &[]);
+    let moved = new_only.adopt(&client);
+    assert_eq!(
+        moved.get("/whoami").await.status,
+        200,
+        "re-sealed token opens with the new secret alone"
+    );
+    let stale = new_only.client();
+    stale.set_token(before);
+    assert_eq!(
+        stale.get("/whoami").await.status,
+        401,
+        "old token refused once its secret is dropped"
+    );
 }

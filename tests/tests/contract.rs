@@ -28,4 +28,8 @@ contract! {
     axum_cookie => Setup::new(Framework::Axum, "cookie", "cookie");
     axum_memory_header => Setup::new(Framework::Axum, "memory", "header");
     axum_cookie_header => Setup::new(Framework::Axum, "cookie", "header");
+    axum_memcache => Setup::new(Framework::Axum, "memcache", "cookie");
+    axum_memcache_header => Setup::new(Framework::Axum, "memcache", "header");
+    axum_file => Setup::new(Framework::Axum, "file", "cookie");
+    axum_cascade => Setup::new(Framework::Axum, "cascade", "cookie");
 }
