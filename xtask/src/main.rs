@@ -139,9 +139,12 @@ fn memcached_shell() -> ExitCode {
     }
 }
 
-/// Test memcached processes, stopped when dropped.
+/// Test memcached processes (one, and a cluster of three), stopped when
+/// dropped, also when a step fails.
 struct Memcached {
+    binary: PathBuf,
     single: Instance,
+    cluster: Vec<Instance>,
 }
 
 struct Instance {
@@ -160,14 +163,30 @@ impl Memcached {
     fn start_all() -> Result<Memcached, String> {
         let binary = find_or_install_memcached()?;
         let single = start_instance(&binary, &[])?;
-        println!("memcached {} on {}", binary.display(), single.addr);
-        Ok(Memcached { single })
+        let cluster = (0..3)
+            .map(|_| start_instance(&binary, &[]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cluster_addrs: Vec<&str> = cluster.iter().map(|i| i.addr.as_str()).collect();
+        println!(
+            "memcached {}: {} and cluster {}",
+            binary.display(),
+            single.addr,
+            cluster_addrs.join(",")
+        );
+        Ok(Memcached {
+            binary,
+            single,
+            cluster,
+        })
     }
 
     /// Passes the addresses to tests. Tests that need memcached read
     /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
     fn export(&self, cmd: &mut Command) {
-        cmd.env("SESSION_TEST_MEMCACHED", &self.single.addr);
+        let cluster: Vec<&str> = self.cluster.iter().map(|i| i.addr.as_str()).collect();
+        cmd.env("SESSION_TEST_MEMCACHED", &self.single.addr)
+            .env("SESSION_TEST_MEMCACHED_CLUSTER", cluster.join(","))
+            .env("SESSION_TEST_MEMCACHED_BIN", &self.binary);
     }
 }
 
