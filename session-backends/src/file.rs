@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use session_core::time::OffsetDateTime;
@@ -94,22 +94,17 @@ impl FileStoreBuilder {
             hasher: RandomState::new(),
             temp_counter: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&inner);
-        let interval = self.sweep_interval;
-        std::thread::Builder::new()
-            .name("session-file-sweeper".into())
-            .spawn(move || sweeper(weak, interval))?;
+        crate::sweeper::spawn(
+            &inner,
+            self.sweep_interval,
+            "session-file-sweeper",
+            |inner| {
+                if let Err(e) = inner.sweep() {
+                    tracing::warn!(error = %e, "file store sweep failed");
+                }
+            },
+        );
         Ok(FileStore { inner })
-    }
-}
-
-fn sweeper(store: Weak<Inner>, interval: Duration) {
-    loop {
-        std::thread::sleep(interval);
-        let Some(inner) = store.upgrade() else { return };
-        if let Err(e) = inner.sweep() {
-            tracing::warn!(error = %e, "file store sweep failed");
-        }
     }
 }
 

@@ -20,6 +20,7 @@ mod file;
 mod memcache;
 mod memory;
 mod ring;
+mod sweeper;
 
 pub use cascade::{CascadeConfigError, CascadeStore, CascadeStoreBuilder};
 pub use file::{FileStore, FileStoreBuilder};

@@ -4,7 +4,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
@@ -147,23 +147,15 @@ impl MemoryStoreBuilder {
             max_record_size: self.max_record_size,
             next_version: AtomicU64::new(1),
         });
-        let weak = Arc::downgrade(&inner);
-        let interval = self.sweep_interval;
-        let spawned = std::thread::Builder::new()
-            .name("session-memory-sweeper".into())
-            .spawn(move || sweeper(weak, interval));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "memory store sweeper not started; expired sessions are removed on access only");
-        }
+        crate::sweeper::spawn(
+            &inner,
+            self.sweep_interval,
+            "session-memory-sweeper",
+            |inner| {
+                inner.sweep();
+            },
+        );
         MemoryStore { inner }
-    }
-}
-
-fn sweeper(store: Weak<Inner>, interval: Duration) {
-    loop {
-        std::thread::sleep(interval);
-        let Some(inner) = store.upgrade() else { return };
-        inner.sweep();
     }
 }
 

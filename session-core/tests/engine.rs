@@ -772,40 +772,12 @@ async fn a_session_handle_is_usable_from_spawned_tasks() {
     assert_eq!(req.primary().get::<i32, _>("x").await.unwrap(), Some(1));
 }
 
-/// The memory store, asking for records sealed at rest, and remembering
-/// the last record written so the test can look at it.
-#[derive(Debug, Default)]
-struct SealedMemory(MemoryStore, std::sync::Mutex<Option<(StoreKey, Vec<u8>)>>);
-
-#[async_trait]
-impl Store for SealedMemory {
-    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        self.0.load(key).await
-    }
-    async fn save(
-        &self,
-        key: &StoreKey,
-        record: &[u8],
-        expires_at: OffsetDateTime,
-        condition: SaveCondition,
-    ) -> Result<SaveOutcome, StoreError> {
-        *self.1.lock().unwrap() = Some((key.clone(), record.to_vec()));
-        self.0.save(key, record, expires_at, condition).await
-    }
-    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-        self.0.touch(key, expires_at).await
-    }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.0.delete(key).await
-    }
-    fn seals_at_rest(&self) -> bool {
-        true
-    }
-}
-
 #[tokio::test]
 async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
-    let store = Arc::new(SealedMemory::default());
+    let store = Arc::new(CountingStore {
+        seal_at_rest: true,
+        ..CountingStore::default()
+    });
     let manager =
         SessionManager::new(SessionConfig::server(store.clone(), keys(1)).codec(Codec::Json))
             .unwrap();
@@ -816,7 +788,7 @@ async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
         .await
         .unwrap();
     finish(&mut jar, &req).await;
-    let (key, bytes) = store.1.lock().unwrap().clone().unwrap();
+    let (key, bytes) = store.last_saved.lock().unwrap().clone().unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains("plain-text-marker"));
     // Loaded, changed (a compare-and-swap save), loaded again: sealed every time.
     for n in 1..=2 {
@@ -825,7 +797,7 @@ async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
         assert_eq!(secret.as_deref(), Some("plain-text-marker"));
         req.primary().insert("n", &n).await.unwrap();
         finish(&mut jar, &req).await;
-        let (_, bytes) = store.1.lock().unwrap().clone().unwrap();
+        let (_, bytes) = store.last_saved.lock().unwrap().clone().unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("plain-text-marker"));
     }
 
@@ -834,7 +806,7 @@ async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
     let mut plain = vec![1u8, b'J'];
     plain.extend_from_slice(forged);
     store
-        .0
+        .inner
         .save(
             &key,
             &plain,

@@ -34,6 +34,10 @@ impl TestClock {
 #[derive(Debug, Default)]
 pub struct CountingStore {
     pub inner: MemoryStore,
+    /// Ask the engine for records sealed at rest.
+    pub seal_at_rest: bool,
+    /// The last record written, so tests can look at stored bytes.
+    pub last_saved: std::sync::Mutex<Option<(StoreKey, Vec<u8>)>>,
     pub loads: AtomicUsize,
     pub saves: AtomicUsize,
     pub touches: AtomicUsize,
@@ -54,6 +58,7 @@ impl Store for CountingStore {
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
+        *self.last_saved.lock().unwrap() = Some((key.clone(), record.to_vec()));
         self.inner.save(key, record, expires_at, condition).await
     }
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
@@ -66,6 +71,9 @@ impl Store for CountingStore {
     }
     fn max_record_size(&self) -> Option<usize> {
         self.inner.max_record_size()
+    }
+    fn seals_at_rest(&self) -> bool {
+        self.seal_at_rest
     }
 }
 

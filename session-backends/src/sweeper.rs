@@ -1,0 +1,28 @@
+//! The background thread that removes expired sessions from an embedded
+//! store, shared by the memory and file stores.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Runs `sweep` on `store` every `interval` on a thread of its own, which
+/// ends by itself once the store is dropped (it holds only a weak
+/// reference). A store whose sweeper cannot start still drops expired
+/// entries on access; that is logged.
+pub(crate) fn spawn<T: Send + Sync + 'static>(
+    store: &Arc<T>,
+    interval: Duration,
+    name: &str,
+    sweep: fn(&T),
+) {
+    let weak: Weak<T> = Arc::downgrade(store);
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(store) = weak.upgrade() else { return };
+            sweep(&store);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, name, "sweeper not started; expired sessions are removed on access only");
+    }
+}
