@@ -175,3 +175,61 @@ pub fn single() -> Servers {
 pub fn cluster() -> Servers {
     servers_from_env("SESSION_TEST_MEMCACHED_CLUSTER", 3)
 }
+
+/// A store that keeps the memcached processes it uses alive for as long as
+/// it lives, and stops them when dropped, so a test leaves no process behind.
+pub struct WithServers<G> {
+    store: std::sync::Arc<dyn session_core::Store>,
+    _servers: G,
+}
+
+impl<G: Send + Sync + 'static> WithServers<G> {
+    /// `store`, keeping `servers` alive.
+    pub fn new(store: std::sync::Arc<dyn session_core::Store>, servers: G) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(WithServers {
+            store,
+            _servers: servers,
+        })
+    }
+}
+
+impl<G> std::fmt::Debug for WithServers<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.store.fmt(f)
+    }
+}
+
+#[session_core::async_trait]
+impl<G: Send + Sync + 'static> session_core::Store for WithServers<G> {
+    async fn load(
+        &self,
+        key: &session_core::StoreKey,
+    ) -> Result<Option<session_core::StoredRecord>, session_core::StoreError> {
+        self.store.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &session_core::StoreKey,
+        record: &[u8],
+        expires_at: session_core::time::OffsetDateTime,
+        condition: session_core::SaveCondition,
+    ) -> Result<session_core::SaveOutcome, session_core::StoreError> {
+        self.store.save(key, record, expires_at, condition).await
+    }
+    async fn touch(
+        &self,
+        key: &session_core::StoreKey,
+        expires_at: session_core::time::OffsetDateTime,
+    ) -> Result<bool, session_core::StoreError> {
+        self.store.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &session_core::StoreKey) -> Result<(), session_core::StoreError> {
+        self.store.delete(key).await
+    }
+    fn max_record_size(&self) -> Option<usize> {
+        self.store.max_record_size()
+    }
+    fn seals_at_rest(&self) -> bool {
+        self.store.seals_at_rest()
+    }
+}

@@ -51,8 +51,7 @@ fn cascade(t: &Tiers, cache_ttl: Duration) -> CascadeStore {
 session_backends::store_conformance_tests!(memory_memcache_file, {
     let t = tiers(session_backends::DEFAULT_MAX_ITEM_SIZE);
     let store = cascade(&t, Duration::from_secs(30));
-    std::mem::forget(t);
-    std::sync::Arc::new(store)
+    session_tests::memcached::WithServers::new(Arc::new(store), t)
 });
 
 fn key() -> StoreKey {

@@ -8,16 +8,14 @@ use std::time::Duration;
 use session_backends::{MemcacheStore, MAX_RELATIVE_TTL};
 use session_core::time::OffsetDateTime;
 use session_core::{SaveCondition, Store, StoreError, StoreKey};
-use session_tests::memcached::{self, MemcachedProcess};
+use session_tests::memcached::{self, MemcachedProcess, WithServers};
 
 session_backends::store_conformance_tests!(one_server, {
     let servers = memcached::single();
     let store = MemcacheStore::builder(servers.addrs.clone())
         .build()
         .unwrap();
-    // Keep private servers alive for the whole test.
-    std::mem::forget(servers);
-    Arc::new(store)
+    WithServers::new(Arc::new(store), servers)
 });
 
 session_backends::store_conformance_tests!(three_servers, {
@@ -26,8 +24,7 @@ session_backends::store_conformance_tests!(three_servers, {
         .pool_size(4)
         .build()
         .unwrap();
-    std::mem::forget(servers);
-    Arc::new(store)
+    WithServers::new(Arc::new(store), servers)
 });
 
 fn auth_file() -> std::path::PathBuf {
@@ -43,8 +40,7 @@ session_backends::store_conformance_tests!(authenticated_server, {
         .credentials("sessions", "s3cret-pass")
         .build()
         .unwrap();
-    std::mem::forget(server);
-    Arc::new(store)
+    WithServers::new(Arc::new(store), server)
 });
 
 #[tokio::test]
