@@ -1,21 +1,25 @@
 //! The demo application of `DEMO_CONTRACT.md`, shared by the per-framework
 //! binaries: configuration from the environment ([`config`]), the routes
 //! written once on `session-core` ([`app`]), the HTML page ([`page`]), and
-//! each framework's thin wiring ([`axum_demo`]).
+//! each framework's thin wiring ([`axum_demo`], [`actix_demo`],
+//! [`rocket_demo`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod actix_demo;
 pub mod app;
 pub mod axum_demo;
 pub mod config;
 pub mod page;
+pub mod rocket_demo;
 
 /// Start-up shared by the demo binaries: reads the environment, sets up
 /// logging, and returns the configuration and session manager, or exits
 /// with status 2 and one line naming the bad variable.
 pub fn start_up(binary: &str) -> (config::DemoConfig, session_core::SessionManager) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,rocket=warn,actix_server=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

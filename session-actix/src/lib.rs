@@ -1,3 +1,312 @@
-//! Sessions for actix: not built yet; the actix adapter is planned (see the project issues). This crate exports nothing.
+//! Sessions for actix-web 4.
+//!
+//! [`SessionMiddleware`] reads the request's session tokens and, after the
+//! handler, saves what changed and adds the `Set-Cookie` (or token header).
+//! [`Session`] extracts the primary session in handlers, [`Sessions`] all of
+//! them; [`SessionExt`] reaches them from an `HttpRequest` or
+//! `ServiceRequest`. Nothing is loaded from the store unless a handler uses
+//! the session. All session logic lives in `session-core`; actix-web's own
+//! `cookie` 0.16 and `http` 0.2 types stay at this edge.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{web, App, HttpServer};
+//! use session_actix::{Session, SessionError, SessionMiddleware};
+//! use session_backends::MemoryStore;
+//! use session_core::{KeyRing, SessionKey, Storage};
+//!
+//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
+//!
+//! async fn count(session: Session) -> Result<String, SessionError> {
+//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
+//!     session.insert(&COUNTER, &n).await?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let keys = KeyRing::generate().unwrap();
+//! let sessions = SessionMiddleware::builder(Storage::Server(Arc::new(MemoryStore::new())), keys)
+//!     .cookie_secure(false)
+//!     .build()
+//!     .unwrap();
+//! HttpServer::new(move || App::new().wrap(sessions.clone()).route("/", web::get().to(count)))
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+use std::future::{ready, Future, Ready};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use session_core::{ConfigError, KeyRing, RequestSessions, SessionConfig, SessionManager, Storage};
+
+/// Middleware that gives every request its sessions and saves them after
+/// the handler. Cloning is cheap; build it once and clone it into each
+/// worker's `App`.
+#[derive(Clone, Debug)]
+pub struct SessionMiddleware {
+    manager: SessionManager,
+}
+
+impl SessionMiddleware {
+    /// Middleware serving the sessions of `manager` (for several named
+    /// sessions; [`builder`](Self::builder) covers one).
+    pub fn new(manager: SessionManager) -> Self {
+        SessionMiddleware { manager }
+    }
+
+    /// A builder for one session kept in `storage`, sealed with `keys`.
+    pub fn builder(storage: Storage, keys: KeyRing) -> SessionMiddlewareBuilder {
+        let config = match storage {
+            Storage::Server(store) => SessionConfig::server(store, keys),
+            _ => SessionConfig::cookie(keys),
+        };
+        SessionMiddlewareBuilder { config }
+    }
+}
+
+/// Builder of a [`SessionMiddleware`]: the common settings by name, any
+/// other through [`configure`](Self::configure).
+#[derive(Debug)]
+#[must_use]
+pub struct SessionMiddlewareBuilder {
+    config: SessionConfig,
+}
+
+impl SessionMiddlewareBuilder {
+    /// The session (and cookie) name. Default `sid`.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config = self.config.name(name);
+        self
+    }
+
+    /// The cookie's `Secure` flag. Default true.
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
+        self.config = self.config.cookie_secure(secure);
+        self
+    }
+
+    /// Idle timeout of browser-session sessions. Default 30 minutes.
+    pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config = self.config.idle_timeout(timeout);
+        self
+    }
+
+    /// Carry the token in this header instead of a cookie.
+    pub fn header_transport(mut self, header: impl Into<String>) -> Self {
+        self.config = self.config.header_transport(header);
+        self
+    }
+
+    /// Any other [`SessionConfig`] setting.
+    pub fn configure(mut self, f: impl FnOnce(SessionConfig) -> SessionConfig) -> Self {
+        self.config = f(self.config);
+        self
+    }
+
+    /// Builds the middleware.
+    pub fn build(self) -> Result<SessionMiddleware, ConfigError> {
+        Ok(SessionMiddleware::new(SessionManager::new(self.config)?))
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            manager: self.manager.clone(),
+        }))
+    }
+}
+
+/// The service made by [`SessionMiddleware`].
+pub struct SessionService<S> {
+    service: Rc<S>,
+    manager: SessionManager,
+}
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let sessions = self.manager.start(
+            req.headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        );
+        req.extensions_mut().insert(sessions.clone());
+        let service = Rc::clone(&self.service);
+        Box::pin(async move {
+            let mut response = service.call(req).await?;
+            match sessions.finish().await {
+                Ok(headers) => {
+                    for header in headers {
+                        let name = HeaderName::from_bytes(header.name().as_bytes());
+                        let value = HeaderValue::from_str(header.value());
+                        if let (Ok(name), Ok(value)) = (name, value) {
+                            response.headers_mut().append(name, value);
+                        }
+                    }
+                    Ok(response.map_into_left_body())
+                }
+                Err(e) => {
+                    let (request, _) = response.into_parts();
+                    let error = SessionError(e).error_response();
+                    Ok(ServiceResponse::new(request, error).map_into_right_body())
+                }
+            }
+        })
+    }
+}
+
+/// The request's primary session, as an extractor. Derefs to
+/// [`session_core::Session`] for every accessor.
+#[derive(Clone, Debug)]
+pub struct Session(session_core::Session);
+
+impl Deref for Session {
+    type Target = session_core::Session;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// All of the request's sessions (for several named sessions). Derefs to
+/// [`RequestSessions`].
+#[derive(Clone, Debug)]
+pub struct Sessions(RequestSessions);
+
+impl Deref for Sessions {
+    type Target = RequestSessions;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// The error when a handler asks for a session but no
+/// [`SessionMiddleware`] wraps it: a 500 that names the fix.
+#[derive(Debug, Clone, Copy)]
+pub struct MissingSessionMiddleware;
+
+impl std::fmt::Display for MissingSessionMiddleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no session middleware: wrap the app in `session_actix::SessionMiddleware`")
+    }
+}
+
+impl std::error::Error for MissingSessionMiddleware {}
+
+impl ResponseError for MissingSessionMiddleware {}
+
+/// Access to the sessions from actix-web's request types.
+pub trait SessionExt {
+    /// All sessions of the request, if the middleware runs.
+    fn sessions(&self) -> Option<RequestSessions>;
+
+    /// The primary session, if the middleware runs.
+    fn session(&self) -> Option<session_core::Session> {
+        self.sessions().map(|s| s.primary().clone())
+    }
+}
+
+impl SessionExt for HttpRequest {
+    fn sessions(&self) -> Option<RequestSessions> {
+        self.extensions().get::<RequestSessions>().cloned()
+    }
+}
+
+impl SessionExt for ServiceRequest {
+    fn sessions(&self) -> Option<RequestSessions> {
+        self.extensions().get::<RequestSessions>().cloned()
+    }
+}
+
+impl FromRequest for Session {
+    type Error = MissingSessionMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.sessions()
+                .map(|s| Session(s.primary().clone()))
+                .ok_or(MissingSessionMiddleware),
+        )
+    }
+}
+
+impl FromRequest for Sessions {
+    type Error = MissingSessionMiddleware;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(req.sessions().map(Sessions).ok_or(MissingSessionMiddleware))
+    }
+}
+
+/// A session error as an actix response (503 or 500, JSON body), so
+/// handlers can use `?` on session calls.
+#[derive(Debug)]
+pub struct SessionError(pub session_core::SessionError);
+
+impl From<session_core::SessionError> for SessionError {
+    fn from(e: session_core::SessionError) -> Self {
+        SessionError(e)
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl ResponseError for SessionError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = serde_json::json!({ "error": self.0.public_message() }).to_string();
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .body(body)
+    }
+}

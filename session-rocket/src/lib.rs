@@ -1,3 +1,217 @@
-//! Sessions for rocket: not built yet; the rocket adapter is planned (see the project issues). This crate exports nothing.
+//! Sessions for Rocket 0.5.
+//!
+//! [`SessionFairing`] puts the session configuration in Rocket's managed
+//! state and, after each handler, saves what changed and adds the
+//! `Set-Cookie` (or token header) with `Response::adjoin_header` (cookies
+//! added through `req.cookies()` in `on_response` would be dropped by
+//! Rocket). The [`Session`] request guard gives handlers the primary
+//! session, [`Sessions`] all of them; both are built once per request
+//! through `local_cache`, and nothing is loaded from the store unless a
+//! handler uses the session. All session logic lives in `session-core`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use rocket::{get, routes};
+//! use session_backends::MemoryStore;
+//! use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
+//! use session_rocket::{Session, SessionError, SessionFairing};
+//!
+//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
+//!
+//! #[get("/")]
+//! async fn count(session: Session) -> Result<String, SessionError> {
+//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
+//!     session.insert(&COUNTER, &n).await?;
+//!     Ok(n.to_string())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = SessionConfig::server(Arc::new(MemoryStore::new()), KeyRing::generate()?);
+//! rocket::build()
+//!     .attach(SessionFairing::new(SessionManager::new(config)?))
+//!     .mount("/", routes![count])
+//!     .launch()
+//!     .await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+use std::io::Cursor;
+use std::ops::Deref;
+
+use rocket::fairing::{self, Fairing, Info, Kind};
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{FromRequest, Outcome};
+use rocket::response::{self, Responder};
+use rocket::{Build, Request, Response, Rocket};
+use session_core::{RequestSessions, SessionManager};
+
+/// The fairing: manages the sessions' configuration and saves them after
+/// each request.
+#[derive(Clone, Debug)]
+pub struct SessionFairing {
+    manager: SessionManager,
+}
+
+impl SessionFairing {
+    /// A fairing serving the sessions of `manager`.
+    pub fn new(manager: SessionManager) -> Self {
+        SessionFairing { manager }
+    }
+}
+
+/// The request's sessions, made on first use and kept for the request.
+fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
+    let manager = req.rocket().state::<SessionManager>()?;
+    Some(req.local_cache(|| {
+        // Rocket hands out headers by value: hold them while the core reads.
+        let headers: Vec<Header<'_>> = req.headers().iter().collect();
+        manager.start(
+            headers
+                .iter()
+                .map(|h| (h.name().as_str(), h.value().as_bytes())),
+        )
+    }))
+}
+
+fn error_body(error: &session_core::SessionError) -> (Status, String) {
+    let status = Status::from_code(error.http_status()).unwrap_or(Status::InternalServerError);
+    (
+        status,
+        serde_json::json!({ "error": error.public_message() }).to_string(),
+    )
+}
+
+#[rocket::async_trait]
+impl Fairing for SessionFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "Sessions",
+            kind: Kind::Ignite | Kind::Response | Kind::Singleton,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        Ok(rocket.manage(self.manager.clone()))
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Some(sessions) = request_sessions(req) else {
+            return;
+        };
+        match sessions.finish().await {
+            Ok(headers) => {
+                for header in headers {
+                    res.adjoin_header(Header::new(
+                        header.name().to_owned(),
+                        header.value().to_owned(),
+                    ));
+                }
+            }
+            Err(e) => {
+                let (status, body) = error_body(&e);
+                *res = Response::new();
+                res.set_status(status);
+                res.set_header(ContentType::JSON);
+                res.set_sized_body(body.len(), Cursor::new(body));
+            }
+        }
+    }
+}
+
+/// The request's primary session, as a request guard. Derefs to
+/// [`session_core::Session`] for every accessor.
+#[derive(Clone, Debug)]
+pub struct Session(session_core::Session);
+
+impl Deref for Session {
+    type Target = session_core::Session;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// All of the request's sessions (for several named sessions). Derefs to
+/// [`RequestSessions`].
+#[derive(Clone, Debug)]
+pub struct Sessions(RequestSessions);
+
+impl Deref for Sessions {
+    type Target = RequestSessions;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// The guard's error when no [`SessionFairing`] is attached (a 500).
+#[derive(Debug, Clone, Copy)]
+pub struct MissingSessionFairing;
+
+impl std::fmt::Display for MissingSessionFairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no session fairing: attach `session_rocket::SessionFairing`")
+    }
+}
+
+impl std::error::Error for MissingSessionFairing {}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Session {
+    type Error = MissingSessionFairing;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match request_sessions(req) {
+            Some(s) => Outcome::Success(Session(s.primary().clone())),
+            None => Outcome::Error((Status::InternalServerError, MissingSessionFairing)),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Sessions {
+    type Error = MissingSessionFairing;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match request_sessions(req) {
+            Some(s) => Outcome::Success(Sessions(s.clone())),
+            None => Outcome::Error((Status::InternalServerError, MissingSessionFairing)),
+        }
+    }
+}
+
+/// A session error as a Rocket response (503 or 500, JSON body), so
+/// handlers can use `?` on session calls.
+#[derive(Debug)]
+pub struct SessionError(pub session_core::SessionError);
+
+impl From<session_core::SessionError> for SessionError {
+    fn from(e: session_core::SessionError) -> Self {
+        SessionError(e)
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for SessionError {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let (status, body) = error_body(&self.0);
+        Response::build()
+            .status(status)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .ok()
+    }
+}
