@@ -12,6 +12,7 @@ pub mod memcached;
 pub mod scenarios;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,6 +25,10 @@ use examples::config::{DemoConfig, TransportKind, TOKEN_HEADER};
 pub enum Framework {
     /// `demo-axum`.
     Axum,
+    /// `demo-actix`.
+    Actix,
+    /// `demo-rocket`.
+    Rocket,
 }
 
 /// A base64 secret of 32 bytes for tests (`0123...` repeated).
@@ -147,31 +152,7 @@ impl DemoServer {
         let manager = config.session_manager().expect("demo session manager");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready, bound) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                ready
-                    .send(listener.local_addr().expect("address"))
-                    .expect("report address");
-                let serve = match framework {
-                    Framework::Axum => {
-                        examples::axum_demo::serve(listener, manager, std::future::pending())
-                    }
-                };
-                tokio::select! {
-                    result = serve => result.expect("server"),
-                    _ = stopped => {}
-                }
-            });
-            runtime.shutdown_timeout(Duration::from_secs(1));
-        });
+        let thread = std::thread::spawn(move || run_server(framework, manager, ready, stopped));
         let addr = bound
             .recv_timeout(Duration::from_secs(10))
             .expect("server started");
@@ -212,6 +193,77 @@ impl Drop for DemoServer {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `framework`'s demo on a free loopback port until `stopped` fires,
+/// reporting the address on `ready` once it accepts connections.
+fn run_server(
+    framework: Framework,
+    manager: session_core::SessionManager,
+    ready: std::sync::mpsc::Sender<SocketAddr>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let tokio_runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    match framework {
+        Framework::Axum => {
+            let runtime = tokio_runtime();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                ready
+                    .send(listener.local_addr().expect("address"))
+                    .expect("report address");
+                let serve = examples::axum_demo::serve(listener, manager, std::future::pending());
+                tokio::select! {
+                    result = serve => result.expect("server"),
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+        Framework::Actix => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            ready
+                .send(listener.local_addr().expect("address"))
+                .expect("report address");
+            let stop = async move {
+                let _ = stopped.await;
+            };
+            actix_web::rt::System::new()
+                .block_on(examples::actix_demo::serve(listener, manager, stop, false))
+                .expect("server");
+        }
+        Framework::Rocket => {
+            // Rocket binds by itself: give it a free port and wait until it listens.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let runtime = tokio_runtime();
+            runtime.block_on(async move {
+                let rocket = examples::rocket_demo::build(manager, port, false);
+                tokio::spawn(async move {
+                    while tokio::net::TcpStream::connect(addr).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let _ = ready.send(addr);
+                });
+                tokio::select! {
+                    result = rocket.launch() => { result.expect("server"); }
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
 }

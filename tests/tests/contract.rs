@@ -32,4 +32,14 @@ contract! {
     axum_memcache_header => Setup::new(Framework::Axum, "memcache", "header");
     axum_file => Setup::new(Framework::Axum, "file", "cookie");
     axum_cascade => Setup::new(Framework::Axum, "cascade", "cookie");
+    actix_memory => Setup::new(Framework::Actix, "memory", "cookie");
+    actix_cookie => Setup::new(Framework::Actix, "cookie", "cookie");
+    actix_memory_header => Setup::new(Framework::Actix, "memory", "header");
+    actix_memcache => Setup::new(Framework::Actix, "memcache", "cookie");
+    actix_cascade => Setup::new(Framework::Actix, "cascade", "cookie");
+    rocket_memory => Setup::new(Framework::Rocket, "memory", "cookie");
+    rocket_cookie => Setup::new(Framework::Rocket, "cookie", "cookie");
+    rocket_memory_header => Setup::new(Framework::Rocket, "memory", "header");
+    rocket_memcache => Setup::new(Framework::Rocket, "memcache", "cookie");
+    rocket_cascade => Setup::new(Framework::Rocket, "cascade", "cookie");
 }
