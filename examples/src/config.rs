@@ -32,6 +32,10 @@ pub enum TransportKind {
     Header,
 }
 
+/// How long the cascade's per-process memory tier may serve a copy that
+/// another process has since changed (the bound on stale reads).
+pub const CASCADE_CACHE_TTL: Duration = Duration::from_secs(1);
+
 /// The token header of header transport.
 pub const TOKEN_HEADER: &str = "X-Session-Token";
 
@@ -237,7 +241,7 @@ impl DemoConfig {
             StoreKind::File => SessionConfig::server(Arc::new(self.file_store()?), keys),
             StoreKind::Cascade => {
                 let cascade = CascadeStore::builder()
-                    .cache_tier(Arc::new(MemoryStore::new()), Duration::from_secs(5))
+                    .cache_tier(Arc::new(MemoryStore::new()), CASCADE_CACHE_TTL)
                     .tier(Arc::new(self.memcache_store()?))
                     .tier(Arc::new(self.file_store()?))
                     .build()
