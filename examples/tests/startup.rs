@@ -5,10 +5,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const DEMO: &str = env!("CARGO_BIN_EXE_demo-axum");
+const DEMOS: [&str; 3] = [
+    env!("CARGO_BIN_EXE_demo-axum"),
+    env!("CARGO_BIN_EXE_demo-actix"),
+    env!("CARGO_BIN_EXE_demo-rocket"),
+];
 
-fn run_with(vars: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(DEMO);
+fn run_with(demo: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(demo);
     for var in [
         "PORT",
         "SESSION_STORE",
@@ -61,9 +65,9 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
         ("PORT", "99999"),
         ("MEMCACHE_SERVERS", "nocolon"),
     ];
-    for (var, value) in cases {
-        let out = run_with(&[(var, value)]);
-        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+    for (demo, (var, value)) in DEMOS.iter().flat_map(|d| cases.iter().map(move |c| (d, c))) {
+        let out = run_with(demo, &[(var, value)]);
+        assert_eq!(out.status.code(), Some(2), "{demo} {var}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{var}={value}: {stderr}");
@@ -76,7 +80,13 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
 
 #[test]
 fn starts_prints_the_address_and_serves_health() {
-    let mut child = Command::new(DEMO)
+    for demo in DEMOS {
+        starts_and_serves(demo);
+    }
+}
+
+fn starts_and_serves(demo: &str) {
+    let mut child = Command::new(demo)
         .env("PORT", "0")
         .env_remove("SESSION_STORE")
         .stdout(Stdio::piped())
