@@ -97,6 +97,53 @@ pub mod internals {
         codec.encode(&record)
     }
 
+    /// Encodes a record holding one value, `value`, under the key `v`.
+    pub fn encode_value<T: Serialize + ?Sized>(
+        codec: Codec,
+        value: &T,
+    ) -> Result<Vec<u8>, CodecError> {
+        let value = to_value(value)?;
+        codec.check(&value)?;
+        let mut record = Record {
+            created_at: 1_800_000_000,
+            ..Record::default()
+        };
+        record.values.insert("v".to_owned(), value);
+        codec.encode(&record)
+    }
+
+    /// Decodes bytes from [`encode_value`] back into a `T`.
+    pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        let record = Codec::decode(bytes)?;
+        let value = record
+            .values
+            .get("v")
+            .ok_or(CodecError::Malformed("no value".into()))?;
+        crate::codec::from_value(value)
+    }
+
+    /// Reads session tokens from request headers as the engine does: the
+    /// tokens found for a cookie-transport session named `sid` and a
+    /// header-transport session reading `x-session-token`.
+    pub fn read_tokens<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Vec<Vec<String>> {
+        use std::sync::{Arc, OnceLock};
+        static CONFIGS: OnceLock<Vec<Arc<crate::SessionConfig>>> = OnceLock::new();
+        let configs = CONFIGS.get_or_init(|| {
+            let keys = KeyRing::from_secret(&[0u8; 32]).expect("32-byte secret");
+            vec![
+                Arc::new(crate::SessionConfig::cookie(keys.clone())),
+                Arc::new(
+                    crate::SessionConfig::cookie(keys)
+                        .name("api")
+                        .header_transport("x-session-token"),
+                ),
+            ]
+        });
+        crate::transport::read_tokens(configs, headers)
+    }
+
     /// Decodes stored bytes; returns the number of values.
     pub fn decode(bytes: &[u8]) -> Result<usize, CodecError> {
         Codec::decode(bytes).map(|r| r.values.len() + r.flashes.len())
