@@ -6,6 +6,10 @@
 //!   the tests, and stopped at the end whatever happened. Prints a summary.
 //! - `memcached`: starts the test memcached instances and prints their
 //!   environment, for running tests by hand; Ctrl-C stops them.
+//! - `fuzz [--seconds N] [TARGET...]`: runs each coverage-guided fuzz target
+//!   (cargo-fuzz, installed when missing; nightly features through
+//!   `RUSTC_BOOTSTRAP=1`) for N seconds (default 60) from the checked-in seeds,
+//!   and reports executions and crashes. `ci` runs each for 30 s.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,8 +21,9 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("memcached") => memcached_shell(),
+        Some("fuzz") => fuzz_command(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | memcached>");
+            eprintln!("usage: cargo xtask <ci | memcached | fuzz [--seconds N] [TARGET...]>");
             ExitCode::from(2)
         }
     }
@@ -114,6 +119,129 @@ fn ci() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The fuzz targets under `fuzz/fuzz_targets`.
+const FUZZ_TARGETS: &[&str] = &[
+    "open_token",
+    "decode_record",
+    "cookie_header",
+    "engine_request",
+];
+
+fn fuzz_command(args: &[String]) -> ExitCode {
+    let mut seconds = 60;
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => match args.next().and_then(|s| s.parse().ok()) {
+                Some(n) => seconds = n,
+                None => {
+                    eprintln!("--seconds takes a whole number");
+                    return ExitCode::from(2);
+                }
+            },
+            name if FUZZ_TARGETS.contains(&name) => targets.push(name),
+            other => {
+                eprintln!(
+                    "unknown fuzz target `{other}` (targets: {})",
+                    FUZZ_TARGETS.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let targets = if targets.is_empty() {
+        FUZZ_TARGETS.to_vec()
+    } else {
+        targets
+    };
+    if fuzz(&targets, seconds) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn ensure_cargo_fuzz() -> bool {
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed {
+        return true;
+    }
+    println!("cargo-fuzz not found: installing it from crates.io");
+    cargo()
+        .args(["install", "cargo-fuzz", "--locked"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs each target for `seconds`; prints executions and crashes per target.
+fn fuzz(targets: &[&str], seconds: u64) -> bool {
+    println!("\n==> fuzz: {} s per target", seconds);
+    if !ensure_cargo_fuzz() {
+        eprintln!("cargo-fuzz could not be installed");
+        return false;
+    }
+    let root = workspace_root();
+    let mut all_ok = true;
+    let mut report = Vec::new();
+    for target in targets {
+        // New inputs go to a scratch corpus; the checked-in seeds stay as they are.
+        let corpus = root.join("fuzz/corpus-run").join(target);
+        let seeds = root.join("fuzz/seeds").join(target);
+        let _ = std::fs::create_dir_all(&corpus);
+        let output = cargo()
+            .current_dir(&root)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .args(["fuzz", "run", target])
+            .arg(&corpus)
+            .arg(&seeds)
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ])
+            .output();
+        let (ok, text) = match output {
+            Ok(o) => (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        let runs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_else(|| "?".into());
+        let crashes = std::fs::read_dir(root.join("fuzz/artifacts").join(target))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("crash-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if !ok {
+            all_ok = false;
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("fuzz target {target} failed:");
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
+        report.push(format!(
+            "{target:<16} {runs:>12} executions  {crashes} crash files  {}",
+            if ok { "ok" } else { "FAIL" }
+        ));
+    }
+    for line in report {
+        println!("{line}");
+    }
+    all_ok
 }
 
 fn memcached_shell() -> ExitCode {

@@ -1,0 +1,39 @@
+//! A whole request through the engine with an arbitrary cookie or token
+//! header, on cookie and memory storage: never a panic, never an error for
+//! bad input (only a fresh session).
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use libfuzzer_sys::fuzz_target;
+use session_backends::MemoryStore;
+use session_core::{KeyRing, SessionConfig, SessionManager};
+
+fn managers() -> &'static [SessionManager; 2] {
+    static MANAGERS: OnceLock<[SessionManager; 2]> = OnceLock::new();
+    MANAGERS.get_or_init(|| {
+        let keys = KeyRing::from_secret(&[7; 32]).expect("ring");
+        [
+            SessionManager::new(SessionConfig::cookie(keys.clone())).expect("cookie"),
+            SessionManager::new(
+                SessionConfig::server(Arc::new(MemoryStore::new()), keys)
+                    .header_transport("x-session-token"),
+            )
+            .expect("server"),
+        ]
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    let manager = &managers()[usize::from(selector % 2)];
+    let header = if selector % 2 == 0 { "cookie" } else { "x-session-token" };
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    runtime.block_on(async {
+        let request = manager.start([(header, rest)]);
+        let session = request.primary();
+        let n: u64 = session.get("n").await.expect("bad input never errors").unwrap_or(0);
+        session.insert("n", &n.wrapping_add(1)).await.expect("insert");
+        request.finish().await.expect("finish");
+    });
+});
