@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
     let manager = &managers()[usize::from(selector % 2)];
     let header = if selector % 2 == 0 { "cookie" } else { "x-session-token" };
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+    });
     runtime.block_on(async {
         let request = manager.start([(header, rest)]);
         let session = request.primary();

@@ -6,10 +6,16 @@
 //!   the tests, and stopped at the end whatever happened. Prints a summary.
 //! - `memcached`: starts the test memcached instances and prints their
 //!   environment, for running tests by hand; Ctrl-C stops them.
+//! - `bench [--seconds N] [--rounds N]`: builds release servers (our three
+//!   demos on the memory, cookie and memcache stores, and the peer libraries
+//!   of `bench/`), loads each route with wrk (installed when missing), round
+//!   by round, and writes the table to `BENCHMARKS.md`.
 //! - `fuzz [--seconds N] [TARGET...]`: runs each coverage-guided fuzz target
 //!   (cargo-fuzz, installed when missing; nightly features through
 //!   `RUSTC_BOOTSTRAP=1`) for N seconds (default 60) from the checked-in seeds,
 //!   and reports executions and crashes. `ci` runs each for 30 s.
+
+mod bench;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,21 +28,22 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("memcached") => memcached_shell(),
         Some("fuzz") => fuzz_command(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | memcached | fuzz [--seconds N] [TARGET...]>");
+            eprintln!("usage: cargo xtask <ci | memcached | fuzz [--seconds N] [TARGET...] | bench [--seconds N] [--rounds N]>");
             ExitCode::from(2)
         }
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_owned()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root());
     cmd
@@ -269,7 +276,7 @@ fn memcached_shell() -> ExitCode {
 
 /// Test memcached processes (one, and a cluster of three), stopped when
 /// dropped, also when a step fails.
-struct Memcached {
+pub(crate) struct Memcached {
     binary: PathBuf,
     single: Instance,
     cluster: Vec<Instance>,
@@ -288,7 +295,7 @@ impl Drop for Instance {
 }
 
 impl Memcached {
-    fn start_all() -> Result<Memcached, String> {
+    pub(crate) fn start_all() -> Result<Memcached, String> {
         let binary = find_or_install_memcached()?;
         let single = start_instance(&binary, &[])?;
         let cluster = (0..3)
@@ -310,6 +317,11 @@ impl Memcached {
 
     /// Passes the addresses to tests. Tests that need memcached read
     /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
+    /// The single instance's address.
+    fn single_addr(&self) -> &str {
+        &self.single.addr
+    }
+
     fn export(&self, cmd: &mut Command) {
         let cluster: Vec<&str> = self.cluster.iter().map(|i| i.addr.as_str()).collect();
         cmd.env("SESSION_TEST_MEMCACHED", &self.single.addr)
@@ -338,7 +350,7 @@ fn find_or_install_memcached() -> Result<PathBuf, String> {
     which("memcached").ok_or_else(|| "memcached still not found after installing".into())
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
@@ -346,7 +358,7 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener
         .local_addr()
