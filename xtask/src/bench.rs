@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use crate::{cargo, free_port, which, workspace_root, Memcached};
 
 const ROUTES: [&str; 3] = ["/health", "/counter/peek", "/counter"];
+/// Sessions each server's load is spread over.
+const SESSIONS: usize = 64;
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 
 struct Options {
@@ -58,7 +60,8 @@ struct Server {
 
 struct Running {
     port: u16,
-    cookie: String,
+    /// A wrk script sending each request with one of many sessions.
+    script: PathBuf,
     child: Child,
 }
 
@@ -145,13 +148,26 @@ fn start(server: &Server) -> Result<Running, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cookie = cookies_from(port, "/counter")?;
-    if cookie.is_empty() {
-        return Err(format!("{} set no cookie on /counter", server.name));
+    // One session per connection's worth of load: 64 connections writing the
+    // same session would measure compare-and-swap contention, not cost.
+    let mut cookies = Vec::new();
+    for _ in 0..SESSIONS {
+        let cookie = cookies_from(port, "/counter")?;
+        if cookie.is_empty() {
+            return Err(format!("{} set no cookie on /counter", server.name));
+        }
+        cookies.push(format!("{cookie:?}"));
     }
+    let script = workspace_root().join(format!("target/bench-{port}.lua"));
+    let lua = format!(
+        "cookies = {{ {} }}\ncounter = 0\nrequest = function()\n  counter = counter + 1\n  \
+         return wrk.format(nil, nil, {{ [\"Cookie\"] = cookies[(counter % #cookies) + 1] }})\nend\n",
+        cookies.join(", ")
+    );
+    std::fs::write(&script, lua).map_err(|e| e.to_string())?;
     Ok(Running {
         port,
-        cookie,
+        script,
         child,
     })
 }
@@ -190,7 +206,8 @@ fn run_wrk(
             &format!("-d{}s", options.seconds),
         ])
         .arg("--latency")
-        .args(["-H", &format!("Cookie: {}", running.cookie)])
+        .arg("-s")
+        .arg(&running.script)
         .arg(format!("http://127.0.0.1:{}{route}", running.port))
         .output()
         .map_err(|e| e.to_string())?;
@@ -385,7 +402,8 @@ fn report(
     ));
     out.push_str(&format!(
         "Machine: {} cores, {}; {}; {}. Client (wrk -t2) and servers share the cores; \
-         servers alternate route by route, round by round; figures are medians of the rounds.\n\n",
+         servers alternate route by route, round by round; figures are medians of the rounds. \
+         Each request carries one of {SESSIONS} session cookies, made by a first `/counter` each.\n\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
