@@ -39,7 +39,6 @@
 #![deny(missing_docs)]
 
 use std::future::{ready, Future, Ready};
-use std::ops::Deref;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -49,6 +48,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use session_core::{ConfigError, KeyRing, RequestSessions, SessionConfig, SessionManager, Storage};
+
+session_core::adapter_handles!();
 
 /// Middleware that gives every request its sessions and saves them after
 /// the handler. Cloning is cheap; build it once and clone it into each
@@ -189,32 +190,6 @@ where
     }
 }
 
-/// The request's primary session, as an extractor. Derefs to
-/// [`session_core::Session`] for every accessor.
-#[derive(Clone, Debug)]
-pub struct Session(session_core::Session);
-
-impl Deref for Session {
-    type Target = session_core::Session;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-/// All of the request's sessions (for several named sessions). Derefs to
-/// [`RequestSessions`].
-#[derive(Clone, Debug)]
-pub struct Sessions(RequestSessions);
-
-impl Deref for Sessions {
-    type Target = RequestSessions;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
 /// The error when a handler asks for a session but no
 /// [`SessionMiddleware`] wraps it: a 500 that names the fix.
 #[derive(Debug, Clone, Copy)]
@@ -275,38 +250,14 @@ impl FromRequest for Sessions {
     }
 }
 
-/// A session error as an actix response (503 or 500, JSON body), so
-/// handlers can use `?` on session calls.
-#[derive(Debug)]
-pub struct SessionError(pub session_core::SessionError);
-
-impl From<session_core::SessionError> for SessionError {
-    fn from(e: session_core::SessionError) -> Self {
-        SessionError(e)
-    }
-}
-
-impl std::fmt::Display for SessionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SessionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
 impl ResponseError for SessionError {
     fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = serde_json::json!({ "error": self.0.public_message() }).to_string();
         HttpResponse::build(self.status_code())
             .content_type("application/json")
-            .body(body)
+            .body(self.0.public_json())
     }
 }

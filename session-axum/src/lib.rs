@@ -28,7 +28,6 @@
 #![deny(missing_docs)]
 
 use std::future::Future;
-use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -40,6 +39,8 @@ use http::{HeaderName, HeaderValue, Request, StatusCode};
 use session_core::{RequestSessions, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
+
+session_core::adapter_handles!();
 
 /// A tower layer that gives every request its sessions and saves them after
 /// the inner service answers.
@@ -122,47 +123,13 @@ where
 /// The JSON error response for a session error: 503 when the store is out
 /// of reach, 500 otherwise, with a message that reveals nothing secret.
 fn error_response<B: From<String>>(error: &session_core::SessionError) -> http::Response<B> {
-    let body = serde_json::json!({ "error": error.public_message() }).to_string();
-    let mut response = http::Response::new(B::from(body));
+    let mut response = http::Response::new(B::from(error.public_json()));
     *response.status_mut() =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// The request's primary session, as an extractor. Derefs to
-/// [`session_core::Session`] for every accessor.
-#[derive(Clone, Debug)]
-pub struct Session(session_core::Session);
-
-impl Deref for Session {
-    type Target = session_core::Session;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl Session {
-    /// The core handle.
-    pub fn into_inner(self) -> session_core::Session {
-        self.0
-    }
-}
-
-/// All of the request's sessions, for applications with several named
-/// sessions. Derefs to [`RequestSessions`].
-#[derive(Clone, Debug)]
-pub struct Sessions(RequestSessions);
-
-impl Deref for Sessions {
-    type Target = RequestSessions;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
 }
 
 /// Rejection when a handler asks for a session but no [`SessionLayer`]
@@ -205,29 +172,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Sessions {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Sessions(request_sessions(parts)?))
-    }
-}
-
-/// A session error as an axum response (503 or 500, JSON body), so
-/// handlers can use `?` on session calls.
-#[derive(Debug)]
-pub struct SessionError(pub session_core::SessionError);
-
-impl From<session_core::SessionError> for SessionError {
-    fn from(e: session_core::SessionError) -> Self {
-        SessionError(e)
-    }
-}
-
-impl std::fmt::Display for SessionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SessionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
     }
 }
 

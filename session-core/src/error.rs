@@ -131,6 +131,11 @@ impl SessionError {
         }
     }
 
+    /// The JSON body adapters answer with: `{"error": <public message>}`.
+    pub fn public_json(&self) -> String {
+        serde_json::json!({ "error": self.public_message() }).to_string()
+    }
+
     /// A message safe to show to clients: it never contains tokens, keys,
     /// store addresses or values.
     pub fn public_message(&self) -> &'static str {

@@ -70,6 +70,75 @@ pub use transport::ResponseHeader;
 pub use async_trait::async_trait;
 pub use time;
 
+/// Defines the handle types every adapter exposes, the same way: `Session`
+/// (the primary session; derefs to [`Session`]), `Sessions` (all of them;
+/// derefs to [`RequestSessions`]) and `SessionError` (a [`SessionError`]
+/// that the adapter turns into a response). Adapters add their framework's
+/// extractor and response traits; the orphan rule is why each crate needs
+/// types of its own.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_handles {
+    () => {
+        /// The request's primary session. Derefs to [`session_core::Session`]
+        /// for every accessor.
+        #[derive(Clone, Debug)]
+        pub struct Session($crate::Session);
+
+        impl Session {
+            /// The core handle.
+            pub fn into_inner(self) -> $crate::Session {
+                self.0
+            }
+        }
+
+        impl ::std::ops::Deref for Session {
+            type Target = $crate::Session;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        /// All of the request's sessions (for several named sessions). Derefs
+        /// to [`session_core::RequestSessions`].
+        #[derive(Clone, Debug)]
+        pub struct Sessions($crate::RequestSessions);
+
+        impl ::std::ops::Deref for Sessions {
+            type Target = $crate::RequestSessions;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        /// A session error as a response (503 when the store is out of
+        /// reach, 500 otherwise, with a JSON body that reveals nothing
+        /// secret), so handlers can use `?` on session calls.
+        #[derive(Debug)]
+        pub struct SessionError(pub $crate::SessionError);
+
+        impl ::std::convert::From<$crate::SessionError> for SessionError {
+            fn from(e: $crate::SessionError) -> Self {
+                SessionError(e)
+            }
+        }
+
+        impl ::std::fmt::Display for SessionError {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl ::std::error::Error for SessionError {
+            fn source(&self) -> Option<&(dyn ::std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+    };
+}
+
 /// Entry points into the sealing and codec layers for benchmarks and fuzz
 /// targets. Not a stable API: applications use [`SessionManager`].
 #[doc(hidden)]

@@ -38,7 +38,6 @@
 #![deny(missing_docs)]
 
 use std::io::Cursor;
-use std::ops::Deref;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::{ContentType, Header, Status};
@@ -46,6 +45,8 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use rocket::{Build, Request, Response, Rocket};
 use session_core::{RequestSessions, SessionManager};
+
+session_core::adapter_handles!();
 
 /// The fairing: manages the sessions' configuration and saves them after
 /// each request.
@@ -77,10 +78,7 @@ fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
 
 fn error_body(error: &session_core::SessionError) -> (Status, String) {
     let status = Status::from_code(error.http_status()).unwrap_or(Status::InternalServerError);
-    (
-        status,
-        serde_json::json!({ "error": error.public_message() }).to_string(),
-    )
+    (status, error.public_json())
 }
 
 #[rocket::async_trait]
@@ -120,32 +118,6 @@ impl Fairing for SessionFairing {
     }
 }
 
-/// The request's primary session, as a request guard. Derefs to
-/// [`session_core::Session`] for every accessor.
-#[derive(Clone, Debug)]
-pub struct Session(session_core::Session);
-
-impl Deref for Session {
-    type Target = session_core::Session;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-/// All of the request's sessions (for several named sessions). Derefs to
-/// [`RequestSessions`].
-#[derive(Clone, Debug)]
-pub struct Sessions(RequestSessions);
-
-impl Deref for Sessions {
-    type Target = RequestSessions;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
 /// The guard's error when no [`SessionFairing`] is attached (a 500).
 #[derive(Debug, Clone, Copy)]
 pub struct MissingSessionFairing;
@@ -179,29 +151,6 @@ impl<'r> FromRequest<'r> for Sessions {
             Some(s) => Outcome::Success(Sessions(s.clone())),
             None => Outcome::Error((Status::InternalServerError, MissingSessionFairing)),
         }
-    }
-}
-
-/// A session error as a Rocket response (503 or 500, JSON body), so
-/// handlers can use `?` on session calls.
-#[derive(Debug)]
-pub struct SessionError(pub session_core::SessionError);
-
-impl From<session_core::SessionError> for SessionError {
-    fn from(e: session_core::SessionError) -> Self {
-        SessionError(e)
-    }
-}
-
-impl std::fmt::Display for SessionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SessionError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
     }
 }
 
