@@ -114,6 +114,14 @@ fn ci() -> ExitCode {
 
     drop(memcached);
 
+    let started = Instant::now();
+    let fuzzed = fuzz(FUZZ_TARGETS, 30);
+    steps.push(Step {
+        name: "fuzz (30 s per target)",
+        ok: fuzzed,
+        took: started.elapsed(),
+    });
+
     println!("\n==> summary");
     for step in &steps {
         let mark = if step.ok { "ok  " } else { "FAIL" };
