@@ -243,24 +243,36 @@ fn run_server(
                 .expect("server");
         }
         Framework::Rocket => {
-            // Rocket binds by itself: give it a free port and wait until it listens.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            // Rocket binds by itself: give it a free port and wait until it
+            // listens; if another process took the port meanwhile, the launch
+            // fails at once and another port is tried.
             let runtime = tokio_runtime();
             runtime.block_on(async move {
-                let rocket = examples::rocket_demo::build(manager, port, false);
-                tokio::spawn(async move {
-                    while tokio::net::TcpStream::connect(addr).await.is_err() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                let mut stopped = stopped;
+                for attempt in 1..=5 {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .expect("free port")
+                        .port();
+                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                    let rocket = examples::rocket_demo::build(manager.clone(), port, false);
+                    let ready = ready.clone();
+                    let announce = tokio::spawn(async move {
+                        while tokio::net::TcpStream::connect(addr).await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        let _ = ready.send(addr);
+                    });
+                    tokio::select! {
+                        result = rocket.launch() => {
+                            announce.abort();
+                            match result {
+                                Err(e) if attempt < 5 => eprintln!("rocket on {port}: {e}; another port"),
+                                other => { other.expect("server"); return; }
+                            }
+                        }
+                        _ = &mut stopped => return,
                     }
-                    let _ = ready.send(addr);
-                });
-                tokio::select! {
-                    result = rocket.launch() => { result.expect("server"); }
-                    _ = stopped => {}
                 }
             });
             runtime.shutdown_timeout(Duration::from_secs(1));
