@@ -232,9 +232,13 @@ impl Store for CascadeStore {
                 (None, Some(real)) => real,
                 _ => framed_deadline,
             };
-            let refreshed = frame(version.0, expires_at, body);
-            for faster in &tiers[..i] {
-                Self::write_copy(faster, key, &refreshed, expires_at).await;
+            // Fill back only when a faster tier missed (not on the common hit
+            // in the fastest tier, which would copy the record for nothing).
+            if i > 0 {
+                let refreshed = frame(version.0, expires_at, body);
+                for faster in &tiers[..i] {
+                    Self::write_copy(faster, key, &refreshed, expires_at).await;
+                }
             }
             let expires_at = Some(expires_at);
             return Ok(Some(StoredRecord::new(body.to_vec(), version, expires_at)));
