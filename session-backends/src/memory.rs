@@ -1,8 +1,11 @@
 //! The embedded store: sessions in this process's memory.
 
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+// Store keys are HMAC outputs the client cannot choose, so a fast seeded
+// hash is enough (SipHash was a visible share of a request's cost).
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,7 +45,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<Arc<str>, Entry>,
+    entries: HashMap<Arc<str>, Entry, RandomState>,
     /// (expiry in Unix ms, key): the eviction and sweeping order.
     by_expiry: BTreeSet<(i64, Arc<str>)>,
 }
@@ -142,7 +145,7 @@ impl MemoryStoreBuilder {
         let shards = self.shards.min(self.max_sessions.next_power_of_two());
         let inner = Arc::new(Inner {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             max_per_shard: self.max_sessions.div_ceil(shards),
             max_record_size: self.max_record_size,
             next_version: AtomicU64::new(1),
@@ -284,34 +287,39 @@ impl Store for MemoryStore {
         }
         let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
         let shard = &mut *shard;
-        match shard.entries.entry(Arc::from(key.as_str())) {
-            MapEntry::Occupied(mut slot) => {
-                let old = slot.get().expires_ms;
-                let k = slot.key().clone();
-                shard.by_expiry.remove(&(old, k.clone()));
-                shard.by_expiry.insert((expires_ms, k));
-                *slot.get_mut() = Entry {
-                    bytes: bytes.to_vec(),
-                    version,
-                    expires_ms,
-                };
+        let existing = shard
+            .entries
+            .get_key_value(key.as_str())
+            .map(|(k, _)| k.clone());
+        if let Some(k) = existing {
+            // Rewrite in place: no new key, and the old buffer is reused.
+            let entry = shard.entries.get_mut(&k).expect("found above");
+            if entry.expires_ms != expires_ms {
+                shard.by_expiry.remove(&(entry.expires_ms, k.clone()));
+                shard.by_expiry.insert((expires_ms, k.clone()));
+                entry.expires_ms = expires_ms;
             }
-            MapEntry::Vacant(slot) => {
-                let k = slot.key().clone();
-                slot.insert(Entry {
-                    bytes: bytes.to_vec(),
-                    version,
-                    expires_ms,
-                });
-                shard.by_expiry.insert((expires_ms, k));
-                while shard.entries.len() > self.inner.max_per_shard {
-                    let Some((_, victim)) = shard.by_expiry.pop_first() else {
-                        break;
-                    };
-                    shard.entries.remove(&victim);
-                    tracing::debug!("memory store full: evicted the session closest to expiry");
-                }
-            }
+            entry.bytes.clear();
+            entry.bytes.extend_from_slice(bytes);
+            entry.version = version;
+            return Ok(SaveOutcome::Saved(Version(version)));
+        }
+        let k: Arc<str> = Arc::from(key.as_str());
+        shard.entries.insert(
+            k.clone(),
+            Entry {
+                bytes: bytes.to_vec(),
+                version,
+                expires_ms,
+            },
+        );
+        shard.by_expiry.insert((expires_ms, k));
+        while shard.entries.len() > self.inner.max_per_shard {
+            let Some((_, victim)) = shard.by_expiry.pop_first() else {
+                break;
+            };
+            shard.entries.remove(&victim);
+            tracing::debug!("memory store full: evicted the session closest to expiry");
         }
         Ok(SaveOutcome::Saved(Version(version)))
     }
@@ -350,6 +358,47 @@ mod tests {
 
     fn key(s: &str) -> StoreKey {
         StoreKey::from_raw(s)
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_moves_the_entry_in_the_expiry_order() {
+        let store = MemoryStore::builder().max_sessions(2).shards(1).build();
+        let now = OffsetDateTime::now_utc();
+        let at = |secs| now + Duration::from_secs(secs);
+        for (k, secs) in [("a", 100), ("b", 200)] {
+            store
+                .save(&key(k), b"x", at(secs), SaveCondition::Always)
+                .await
+                .unwrap();
+        }
+        // Rewritten in place, with a later deadline and a larger value.
+        store
+            .save(&key("a"), b"longer value", at(300), SaveCondition::Always)
+            .await
+            .unwrap();
+        store
+            .save(&key("c"), b"x", at(250), SaveCondition::Always)
+            .await
+            .unwrap();
+        assert!(
+            store.load(&key("b")).await.unwrap().is_none(),
+            "b was closest"
+        );
+        let a = store.load(&key("a")).await.unwrap().expect("a kept");
+        assert_eq!(a.bytes, b"longer value");
+        assert_eq!(store.len(), 2);
+        // Rewritten in place with an earlier, already passed deadline: swept.
+        store
+            .save(
+                &key("a"),
+                b"y",
+                now - Duration::from_secs(1),
+                SaveCondition::Always,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.sweep_expired(), 1);
+        assert!(store.load(&key("c")).await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -119,7 +119,8 @@ pub(crate) enum Origin {
         version: Version,
         store_expires: Option<OffsetDateTime>,
         primary: bool,
-        token: String,
+        /// Which of the request's candidate tokens named it.
+        token_index: usize,
     },
 }
 
@@ -182,8 +183,14 @@ fn absolute_expired(config: &SessionConfig, record: &Record, now: i64) -> bool {
         .is_some_and(|t| now >= record.created_at.saturating_add(t.as_secs() as i64))
 }
 
-fn elapsed_us(started: Instant) -> u64 {
-    started.elapsed().as_micros() as u64
+/// A start time for the debug log's durations; `None` (no clock read)
+/// when debug logging is off.
+fn debug_timer() -> Option<Instant> {
+    tracing::enabled!(tracing::Level::DEBUG).then(Instant::now)
+}
+
+fn elapsed_us(started: Option<Instant>) -> u64 {
+    started.map_or(0, |s| s.elapsed().as_micros() as u64)
 }
 
 impl Session {
@@ -199,7 +206,7 @@ impl Session {
     }
 
     async fn load(&self) -> Result<Loaded, SessionError> {
-        let started = Instant::now();
+        let started = debug_timer();
         let config = &self.inner.config;
         let now = config.clock.now();
         let now_s = now.unix_timestamp();
@@ -208,7 +215,7 @@ impl Session {
             Storage::Server(_) => Purpose::SessionId,
         };
         let mut refused = None;
-        for token in &self.inner.candidates {
+        for (index, token) in self.inner.candidates.iter().enumerate() {
             let opened = seal::open(
                 &config.keys,
                 config.seal_mode,
@@ -220,7 +227,7 @@ impl Session {
             );
             match opened {
                 Ok(opened) => {
-                    let found = self.load_opened(opened, token, now).await;
+                    let found = self.load_opened(opened, index, now).await;
                     let outcome = match &found {
                         Ok(Some(_)) => "loaded",
                         Ok(None) => "not found or expired",
@@ -250,7 +257,7 @@ impl Session {
     async fn load_opened(
         &self,
         opened: Opened,
-        token: &str,
+        token_index: usize,
         now: OffsetDateTime,
     ) -> Result<Option<Loaded>, SessionError> {
         let config = &self.inner.config;
@@ -295,7 +302,7 @@ impl Session {
                         version: stored.version,
                         store_expires: stored.expires_at,
                         primary: opened.primary,
-                        token: token.to_owned(),
+                        token_index,
                     },
                     changes: Vec::new(),
                     constants_open: false,
@@ -310,7 +317,7 @@ impl Session {
     pub async fn finish(&self) -> Result<Finished, SessionError> {
         let span = self.inner.span.clone();
         async {
-            let started = Instant::now();
+            let started = debug_timer();
             let mut state = self.inner.state.lock().await;
             if state.finished {
                 return Ok(Finished::new(Outcome::Nothing, None));
@@ -427,7 +434,7 @@ impl Session {
             version,
             store_expires,
             primary,
-            token,
+            token_index,
         } = origin
         else {
             let had_token = !self.inner.candidates.is_empty();
@@ -442,6 +449,7 @@ impl Session {
             let header = self.create(store, &record, now).await?;
             return Ok(Finished::new(Outcome::Save, Some(header)));
         };
+        let token = self.inner.candidates[token_index].as_str();
         match action {
             Action::Purge => {
                 store.delete(&store_key).await?;
@@ -483,7 +491,7 @@ impl Session {
                 };
                 let deadline = deadline(config, &record, now);
                 let header = if persistence_changed || record.persistent {
-                    ResponseHeader::resend(config, &token, record.persistent, deadline - now)?
+                    ResponseHeader::resend(config, token, record.persistent, deadline - now)?
                 } else {
                     None
                 };
@@ -501,7 +509,7 @@ impl Session {
                     return Ok(self.removal(true, Outcome::Purge));
                 }
                 let header = if record.persistent {
-                    ResponseHeader::resend(config, &token, true, deadline - now)?
+                    ResponseHeader::resend(config, token, true, deadline - now)?
                 } else {
                     None
                 };

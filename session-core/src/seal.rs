@@ -104,13 +104,42 @@ impl OpenError {
     }
 }
 
-fn aad(header: &[u8], purpose: Purpose, name: &str) -> Vec<u8> {
+/// Names up to this long keep the authenticated data on the stack.
+const AAD_INLINE_NAME: usize = 64;
+
+/// The authenticated data of a seal: header, purpose, name length, name.
+/// Built on every open and seal, so it avoids the heap for usual names.
+struct Aad {
+    inline: [u8; HEADER_LEN + 2 + AAD_INLINE_NAME],
+    len: usize,
+    long: Vec<u8>,
+}
+
+impl Aad {
+    fn as_slice(&self) -> &[u8] {
+        if self.long.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.long
+        }
+    }
+}
+
+fn aad(header: &[u8], purpose: Purpose, name: &str) -> Aad {
     let name = name.as_bytes();
-    let mut aad = Vec::with_capacity(HEADER_LEN + 2 + name.len());
-    aad.extend_from_slice(header);
-    aad.push(purpose as u8);
-    aad.push(name.len().min(255) as u8);
-    aad.extend_from_slice(name);
+    let mut aad = Aad {
+        inline: [0; HEADER_LEN + 2 + AAD_INLINE_NAME],
+        len: HEADER_LEN + 2 + name.len(),
+        long: Vec::new(),
+    };
+    let prefix = [purpose as u8, name.len().min(255) as u8];
+    if name.len() <= AAD_INLINE_NAME {
+        aad.inline[..HEADER_LEN].copy_from_slice(header);
+        aad.inline[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&prefix);
+        aad.inline[HEADER_LEN + 2..aad.len].copy_from_slice(name);
+    } else {
+        aad.long = [header, &prefix[..], name].concat();
+    }
     aad
 }
 
@@ -163,7 +192,11 @@ pub(crate) fn seal_raw(
             buf.extend_from_slice(payload);
             let tag = key
                 .aead
-                .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buf[body_start..])
+                .encrypt_in_place_detached(
+                    Nonce::from_slice(&nonce),
+                    aad.as_slice(),
+                    &mut buf[body_start..],
+                )
                 .expect("AES-GCM encryption of a bounded buffer cannot fail");
             buf.extend_from_slice(&tag);
         }
@@ -172,7 +205,7 @@ pub(crate) fn seal_raw(
             buf.extend_from_slice(&expires_at.to_be_bytes());
             buf.extend_from_slice(payload);
             let mut mac = key.mac.clone();
-            mac.update(&aad);
+            mac.update(aad.as_slice());
             mac.update(&buf[HEADER_LEN..]);
             buf.extend_from_slice(&mac.finalize().into_bytes());
         }
@@ -221,7 +254,7 @@ pub(crate) fn open_raw(
     key_id.copy_from_slice(&buf[2..HEADER_LEN]);
     let (key, primary) = ring.find(&key_id).ok_or(OpenError::UnknownKey)?;
     let aad = aad(&buf[..HEADER_LEN], purpose, name);
-    let plain: &[u8] = match mode {
+    let plain = match mode {
         SealMode::Private => {
             if buf.len() < HEADER_LEN + NONCE_LEN + TIMES_LEN + TAG_LEN {
                 return Err(OpenError::Malformed);
@@ -231,9 +264,9 @@ pub(crate) fn open_raw(
             let (header_nonce, body) = head.split_at_mut(HEADER_LEN + NONCE_LEN);
             let nonce = Nonce::from_slice(&header_nonce[HEADER_LEN..]);
             key.aead
-                .decrypt_in_place_detached(nonce, &aad, body, Tag::from_slice(tag))
+                .decrypt_in_place_detached(nonce, aad.as_slice(), body, Tag::from_slice(tag))
                 .map_err(|_| OpenError::Forged)?;
-            &buf[HEADER_LEN + NONCE_LEN..tag_at]
+            HEADER_LEN + NONCE_LEN..tag_at
         }
         SealMode::Signed => {
             if buf.len() < HEADER_LEN + TIMES_LEN + MAC_LEN {
@@ -241,23 +274,27 @@ pub(crate) fn open_raw(
             }
             let mac_at = buf.len() - MAC_LEN;
             let mut mac = key.mac.clone();
-            mac.update(&aad);
+            mac.update(aad.as_slice());
             mac.update(&buf[HEADER_LEN..mac_at]);
             // verify_slice compares in constant time.
             mac.verify_slice(&buf[mac_at..])
                 .map_err(|_| OpenError::Forged)?;
-            &buf[HEADER_LEN..mac_at]
+            HEADER_LEN..mac_at
         }
     };
-    let issued_at = i64::from_be_bytes(plain[0..8].try_into().expect("8 bytes"));
-    let expires_at = i64::from_be_bytes(plain[8..16].try_into().expect("8 bytes"));
+    let times = &buf[plain.start..plain.start + TIMES_LEN];
+    let issued_at = i64::from_be_bytes(times[0..8].try_into().expect("8 bytes"));
+    let expires_at = i64::from_be_bytes(times[8..16].try_into().expect("8 bytes"));
     if expires_at != NO_EXPIRY && now >= expires_at {
         return Err(OpenError::Expired);
     }
     if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(OpenError::FromFuture);
     }
-    let payload = plain[TIMES_LEN..].to_vec();
+    // The payload is opened in place: keep its bytes, drop the rest.
+    let mut payload = buf;
+    payload.truncate(plain.end);
+    payload.drain(..plain.start + TIMES_LEN);
     Ok(Opened {
         payload,
         issued_at,
@@ -432,6 +469,26 @@ mod tests {
             o(Purpose::SessionId, "sid", SealMode::Signed),
             OpenError::Mode
         );
+    }
+
+    #[test]
+    fn long_names_are_bound_like_short_ones() {
+        // Names past the inline limit take the heap path of the AAD.
+        let r = ring(1);
+        for len in [AAD_INLINE_NAME, AAD_INLINE_NAME + 1, 300] {
+            let name = "n".repeat(len);
+            let other = format!("{}m", &name[1..]);
+            for mode in [SealMode::Private, SealMode::Signed] {
+                let t = seal(&r, mode, Purpose::SessionData, &name, NOW, NO_EXPIRY, b"p").unwrap();
+                let opened = open(&r, mode, Purpose::SessionData, &name, &t, NOW, 4096).unwrap();
+                assert_eq!(opened.payload, b"p");
+                assert_eq!(
+                    open(&r, mode, Purpose::SessionData, &other, &t, NOW, 4096).map(|_| ()),
+                    Err(OpenError::Forged),
+                    "name length {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -361,7 +361,7 @@ fn run(options: &Options) -> Result<(), String> {
     if !built.is_ok_and(|s| s.success()) {
         return Err("building the peer servers failed".into());
     }
-    let memcached = Memcached::start_all()?;
+    let memcached = Memcached::start_for_bench()?;
     let servers = servers(memcached.single_addr());
     let mut running = Vec::new();
     for server in &servers {
@@ -379,7 +379,8 @@ fn run(options: &Options) -> Result<(), String> {
         }
     }
     drop(running);
-    let report = report(options, &servers, &samples);
+    let memcached_version = version(&memcached.binary.to_string_lossy(), "-V");
+    let report = report(options, &servers, &samples, &memcached_version);
     println!("\n{report}");
     std::fs::write(&options.out, &report).map_err(|e| format!("{}: {e}", options.out.display()))?;
     println!("written to {}", options.out.display());
@@ -390,6 +391,7 @@ fn report(
     options: &Options,
     servers: &[Server],
     samples: &BTreeMap<(usize, &str), Vec<Sample>>,
+    memcached_version: &str,
 ) -> String {
     let med = |i: usize, route: &str, f: fn(&Sample) -> f64| {
         median(samples[&(i, route)].iter().map(f).collect())
@@ -403,13 +405,15 @@ fn report(
     out.push_str(&format!(
         "Machine: {} cores, {}; {}; {}. Client (wrk -t2) and servers share the cores; \
          servers alternate route by route, round by round; figures are medians of the rounds. \
-         Each request carries one of {SESSIONS} session cookies, made by a first `/counter` each.\n\n",
+         Each request carries one of {SESSIONS} session cookies, made by a first `/counter` each. \
+         The memcache servers use one local memcached {} started with `-t 1` (one worker thread).\n\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
         cpu_model(),
         version("rustc", "-V"),
         version("wrk", "-v"),
+        memcached_version,
     ));
     out.push_str("| server | /health req/s | /counter/peek req/s | /counter req/s | p50 / p99 /counter (ms) | peek ÷ health | counter ÷ health |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");

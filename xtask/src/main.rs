@@ -285,7 +285,7 @@ fn memcached_shell() -> ExitCode {
 /// Test memcached processes (one, and a cluster of three), stopped when
 /// dropped, also when a step fails.
 pub(crate) struct Memcached {
-    binary: PathBuf,
+    pub(crate) binary: PathBuf,
     single: Instance,
     cluster: Vec<Instance>,
 }
@@ -323,13 +323,28 @@ impl Memcached {
         })
     }
 
-    /// Passes the addresses to tests. Tests that need memcached read
-    /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
+    /// One instance with one worker thread, for `cargo xtask bench`: the
+    /// machine's cores are shared by memcached, the server under test and
+    /// the load generator, and memcached's default of four threads spends
+    /// them on wake-ups (about 20% of memcache throughput on 2 cores).
+    pub(crate) fn start_for_bench() -> Result<Memcached, String> {
+        let binary = find_or_install_memcached()?;
+        let single = start_instance(&binary, &["-t", "1"])?;
+        println!("memcached {} (-t 1): {}", binary.display(), single.addr);
+        Ok(Memcached {
+            binary,
+            single,
+            cluster: Vec::new(),
+        })
+    }
+
     /// The single instance's address.
     fn single_addr(&self) -> &str {
         &self.single.addr
     }
 
+    /// Passes the addresses to tests. Tests that need memcached read
+    /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
     fn export(&self, cmd: &mut Command) {
         let cluster: Vec<&str> = self.cluster.iter().map(|i| i.addr.as_str()).collect();
         cmd.env("SESSION_TEST_MEMCACHED", &self.single.addr)
