@@ -116,10 +116,20 @@ pub(crate) fn read_tokens<'a>(
 ) -> Vec<Vec<String>> {
     let mut found: Vec<Vec<String>> = vec![Vec::new(); configs.len()];
     for (name, value) in headers {
+        let is_cookie = name.eq_ignore_ascii_case("cookie");
+        // Only the headers that can carry a token are decoded; a browser
+        // sends a dozen others on every request.
+        let carries_token = is_cookie
+            || configs.iter().any(|config| {
+                matches!(&config.transport, Transport::Header(header) if header.eq_ignore_ascii_case(name))
+            });
+        if !carries_token {
+            continue;
+        }
         let Ok(value) = std::str::from_utf8(value) else {
             continue;
         };
-        if name.eq_ignore_ascii_case("cookie") {
+        if is_cookie {
             for pair in value.split(';') {
                 let Some((cookie_name, cookie_value)) = pair.split_once('=') else {
                     continue;
