@@ -19,10 +19,11 @@ pub(crate) const ID_LEN: usize = 32;
 pub(crate) struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
-    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
+    /// A fresh id from the thread's CSPRNG (see [`crate::seal::random`]).
+    pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; ID_LEN];
-        getrandom::getrandom(&mut bytes)?;
-        Ok(SessionId(bytes))
+        crate::seal::random(&mut bytes);
+        SessionId(bytes)
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
@@ -89,15 +90,15 @@ mod tests {
 
     #[test]
     fn ids_are_random_and_hidden() {
-        let a = SessionId::generate().unwrap();
-        let b = SessionId::generate().unwrap();
+        let a = SessionId::generate();
+        let b = SessionId::generate();
         assert_ne!(a, b);
         assert_eq!(format!("{a:?}"), "SessionId(..)");
     }
 
     #[test]
     fn store_key_is_keyed_and_valid() {
-        let id = SessionId::generate().unwrap();
+        let id = SessionId::generate();
         let r1 = KeyRing::from_secret(&[1; 32]).unwrap();
         let r2 = KeyRing::from_secret(&[2; 32]).unwrap();
         let k1 = id.store_key(r1.primary());

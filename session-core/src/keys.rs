@@ -111,7 +111,9 @@ impl KeyRing {
     /// restart and are not shared between processes.
     pub fn generate() -> Result<Self, KeyError> {
         let mut secret = [0u8; 64];
-        getrandom::getrandom(&mut secret).map_err(|_| KeyError::Random)?;
+        // Long-lived secrets come straight from the operating system.
+        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut secret)
+            .map_err(|_| KeyError::Random)?;
         let ring = Self::from_secret(&secret);
         secret.fill(0);
         ring

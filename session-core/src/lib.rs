@@ -229,7 +229,6 @@ pub mod internals {
             now + 3600,
             payload,
         )
-        .expect("OS random generator")
     }
 
     /// Opens a cookie-session token; the refusal reason on failure.

@@ -407,8 +407,7 @@ impl Session {
             now_s,
             deadline.unix_timestamp(),
             &payload,
-        )
-        .map_err(|_| SessionError::Random)?;
+        );
         let header = ResponseHeader::token(config, &token, record.persistent, deadline - now)?;
         Ok(Finished::new(outcome, Some(header)))
     }
@@ -528,7 +527,7 @@ impl Session {
         let config = &self.inner.config;
         let deadline = deadline(config, record, now);
         for _ in 0..MAX_ID_ATTEMPTS {
-            let id = SessionId::generate().map_err(|_| SessionError::Random)?;
+            let id = SessionId::generate();
             let key = id.store_key(config.keys.primary());
             let bytes = self.encode_stored(store, &key, record, now)?;
             match store
@@ -564,8 +563,7 @@ impl Session {
             now.unix_timestamp(),
             expires,
             id.as_bytes(),
-        )
-        .map_err(|_| SessionError::Random)?;
+        );
         ResponseHeader::token(config, &token, record.persistent, deadline - now)
     }
 
@@ -582,7 +580,7 @@ impl Session {
         if !store.seals_at_rest() {
             return Ok(bytes);
         }
-        seal::seal_raw(
+        Ok(seal::seal_raw(
             &config.keys,
             SealMode::Private,
             Purpose::AtRest,
@@ -590,8 +588,7 @@ impl Session {
             now.unix_timestamp(),
             NO_EXPIRY,
             &bytes,
-        )
-        .map_err(|_| SessionError::Random)
+        ))
     }
 
     /// Decodes a stored record, opening it if sealed. A store that seals at

@@ -152,9 +152,21 @@ pub(crate) fn seal(
     issued_at: i64,
     expires_at: i64,
     payload: &[u8],
-) -> Result<String, getrandom::Error> {
-    seal_raw(ring, mode, purpose, name, issued_at, expires_at, payload)
-        .map(|b| URL_SAFE_NO_PAD.encode(b))
+) -> String {
+    URL_SAFE_NO_PAD.encode(seal_raw(
+        ring, mode, purpose, name, issued_at, expires_at, payload,
+    ))
+}
+
+/// Fills `buf` from the thread's CSPRNG: ChaCha12 seeded from the operating
+/// system and reseeded every 64 KiB (`rand::rng()`). Every sealed cookie
+/// needs a nonce, and a `getrandom` system call per response was a visible
+/// share of a cookie session's cost. The generator is not reseeded on
+/// `fork`; a process that forks must not seal in both parent and child
+/// before the child has started fresh threads (tokio runtimes do not
+/// survive a fork anyway).
+pub(crate) fn random(buf: &mut [u8]) {
+    rand::Rng::fill_bytes(&mut rand::rng(), buf);
 }
 
 /// Whether `bytes` look like a sealed value (rather than an encoded record,
@@ -174,7 +186,7 @@ pub(crate) fn seal_raw(
     issued_at: i64,
     expires_at: i64,
     payload: &[u8],
-) -> Result<Vec<u8>, getrandom::Error> {
+) -> Vec<u8> {
     let key = ring.primary();
     let mut buf = Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
     buf.push(SEAL_VERSION);
@@ -184,7 +196,7 @@ pub(crate) fn seal_raw(
     match mode {
         SealMode::Private => {
             let mut nonce = [0u8; NONCE_LEN];
-            getrandom::getrandom(&mut nonce)?;
+            random(&mut nonce);
             buf.extend_from_slice(&nonce);
             let body_start = buf.len();
             buf.extend_from_slice(&issued_at.to_be_bytes());
@@ -210,7 +222,7 @@ pub(crate) fn seal_raw(
             buf.extend_from_slice(&mac.finalize().into_bytes());
         }
     }
-    Ok(buf)
+    buf
 }
 
 /// Opens a token sealed by [`seal`], checking mode, key, integrity and times.
@@ -323,8 +335,7 @@ mod tests {
             NOW,
             NOW + 60,
             b"hello",
-        )
-        .unwrap();
+        );
         let o = open(&r, mode, Purpose::SessionData, "sid", &t, NOW, 4096).unwrap();
         assert_eq!(o.payload, b"hello");
         assert_eq!(o.issued_at, NOW);
@@ -349,8 +360,7 @@ mod tests {
             NOW,
             NO_EXPIRY,
             payload,
-        )
-        .unwrap();
+        );
         let s = seal(
             &r,
             SealMode::Signed,
@@ -359,8 +369,7 @@ mod tests {
             NOW,
             NO_EXPIRY,
             payload,
-        )
-        .unwrap();
+        );
         let contains = |t: &str| {
             let raw = URL_SAFE_NO_PAD.decode(t).unwrap();
             raw.windows(payload.len()).any(|w| w == payload)
@@ -381,8 +390,7 @@ mod tests {
                 NOW,
                 NOW + 10,
                 b"0123456789abcdef",
-            )
-            .unwrap();
+            );
             let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
             for i in 0..raw.len() {
                 for flip in [0x01u8, 0x80] {
@@ -409,8 +417,7 @@ mod tests {
             NOW,
             NOW + 10,
             b"x",
-        )
-        .unwrap();
+        );
         for cut in 0..t.len() {
             assert!(open(
                 &r,
@@ -454,8 +461,7 @@ mod tests {
             NOW,
             NOW + 10,
             b"x",
-        )
-        .unwrap();
+        );
         let o = |p, n: &str, m| open(&r, m, p, n, &t, NOW, 4096).map(|_| ()).unwrap_err();
         assert_eq!(
             o(Purpose::SessionId, "other", SealMode::Private),
@@ -479,7 +485,7 @@ mod tests {
             let name = "n".repeat(len);
             let other = format!("{}m", &name[1..]);
             for mode in [SealMode::Private, SealMode::Signed] {
-                let t = seal(&r, mode, Purpose::SessionData, &name, NOW, NO_EXPIRY, b"p").unwrap();
+                let t = seal(&r, mode, Purpose::SessionData, &name, NOW, NO_EXPIRY, b"p");
                 let opened = open(&r, mode, Purpose::SessionData, &name, &t, NOW, 4096).unwrap();
                 assert_eq!(opened.payload, b"p");
                 assert_eq!(
@@ -502,8 +508,7 @@ mod tests {
             NOW,
             NOW + 10,
             b"x",
-        )
-        .unwrap();
+        );
         let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
         raw[0] = 2;
         let t = URL_SAFE_NO_PAD.encode(raw);
@@ -531,8 +536,7 @@ mod tests {
             NOW,
             NOW + 10,
             b"x",
-        )
-        .unwrap();
+        );
         assert!(open(
             &r,
             SealMode::Private,
@@ -592,8 +596,7 @@ mod tests {
             NOW,
             NOW + 10,
             b"x",
-        )
-        .unwrap();
+        );
         let rotated = ring(2).with_old_secret(&[1u8; 32]).unwrap();
         let o = open(
             &rotated,
