@@ -430,6 +430,15 @@ fn report(
             counter / health,
         ));
     }
+    out.push_str(
+        "\nReading the ratios: each server's `/health` is its own baseline. Our layers \
+         are lazy (a route that does not use the session opens and loads nothing), while \
+         actix-session decrypts and loads the session of every request that carries a \
+         cookie and tower-sessions parses the cookie jar of every request, `/health` \
+         included (wrk sends the cookie everywhere), so their baseline already holds part \
+         of the session cost. Compare `/counter` req/s \
+         across servers of one framework for cost; compare ratios with that in mind.\n",
+    );
     out.push_str("\nTargets (read-modify-write `/counter` ÷ own `/health`; and `/counter` at or above the best peer on the framework):\n\n");
     for (i, server) in servers.iter().enumerate().filter(|(_, s)| s.ours) {
         let ratio = med(i, "/counter", |s| s.rps) / med(i, "/health", |s| s.rps);
