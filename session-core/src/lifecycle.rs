@@ -315,6 +315,14 @@ impl Session {
     /// once, after the handler. Adapters add the returned header to the
     /// response. A second call does nothing.
     pub async fn finish(&self) -> Result<Finished, SessionError> {
+        // Most requests never use the session: finish those without the
+        // span, the clock or an awaited lock.
+        if let Ok(mut state) = self.inner.state.try_lock() {
+            if state.loaded.is_none() {
+                state.finished = true;
+                return Ok(Finished::new(Outcome::Nothing, None));
+            }
+        }
         let span = self.inner.span.clone();
         async {
             let started = debug_timer();
