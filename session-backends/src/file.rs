@@ -78,7 +78,7 @@ impl FileStoreBuilder {
 
     /// How often expired files are removed. Default 60 s.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
-        self.sweep_interval = interval.max(Duration::from_millis(10));
+        self.sweep_interval = interval.max(crate::sweeper::MIN_INTERVAL);
         self
     }
 
@@ -279,13 +279,7 @@ impl Store for FileStore {
         expires_at: OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        let limit = self.inner.max_record_size;
-        if record.len() > limit {
-            return Err(StoreError::TooLarge {
-                size: record.len(),
-                limit,
-            });
-        }
+        StoreError::check_size(record.len(), self.inner.max_record_size)?;
         let path = self.inner.path(key)?;
         let key = key.as_str().to_owned();
         let record = record.to_vec();

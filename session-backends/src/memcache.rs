@@ -514,12 +514,7 @@ impl Store for MemcacheStore {
         expires_at: OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        if record.len() > self.inner.max_item_size {
-            return Err(StoreError::TooLarge {
-                size: record.len(),
-                limit: self.inner.max_item_size,
-            });
-        }
+        StoreError::check_size(record.len(), self.inner.max_item_size)?;
         let ttl = ttl_for(expires_at, OffsetDateTime::now_utc());
         let mut flags = vec![format!("T{ttl}"), "c".to_owned()];
         match condition {

@@ -1,11 +1,12 @@
 //! The embedded store: sessions in this process's memory.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 
 // Store keys are HMAC outputs the client cannot choose, so a fast seeded
 // hash is enough (SipHash was a visible share of a request's cost).
 use foldhash::fast::RandomState;
+use hashbrown::hash_map::{HashMap, RawEntryMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -63,16 +64,27 @@ impl Shard {
         Some(entry)
     }
 
-    /// The live entry under `key`; an expired one is removed.
-    fn live(&mut self, key: &str, now_ms: i64) -> Option<&mut Entry> {
-        if self
-            .entries
-            .get(key)
-            .is_some_and(|e| e.expires_ms <= now_ms)
-        {
-            self.remove(key);
+    /// The live entry under `key` and its key, in one lookup; an expired
+    /// one is removed. Takes the fields apart so the caller can update the
+    /// expiry index while it holds the entry.
+    fn live<'a>(
+        entries: &'a mut HashMap<Arc<str>, Entry, RandomState>,
+        by_expiry: &mut BTreeSet<(i64, Arc<str>)>,
+        key: &str,
+        now_ms: i64,
+    ) -> Option<(&'a Arc<str>, &'a mut Entry)> {
+        match entries.raw_entry_mut().from_key(key) {
+            RawEntryMut::Occupied(slot) if slot.get().expires_ms > now_ms => {
+                let (key, entry) = slot.into_key_value();
+                Some((&*key, entry))
+            }
+            RawEntryMut::Occupied(slot) => {
+                let (key, entry) = slot.remove_entry();
+                by_expiry.remove(&(entry.expires_ms, key));
+                None
+            }
+            RawEntryMut::Vacant(_) => None,
         }
-        self.entries.get_mut(key)
     }
 
     fn sweep(&mut self, now_ms: i64, max: usize) -> usize {
@@ -135,7 +147,7 @@ impl MemoryStoreBuilder {
 
     /// How often the sweeper removes expired sessions. Default 1 s.
     pub fn sweep_interval(mut self, interval: Duration) -> Self {
-        self.sweep_interval = interval.max(Duration::from_millis(10));
+        self.sweep_interval = interval.max(crate::sweeper::MIN_INTERVAL);
         self
     }
 
@@ -263,7 +275,8 @@ fn record(entry: &Entry) -> StoredRecord {
 impl Store for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut shard = self.inner.shard(key.as_str());
-        Ok(shard.live(key.as_str(), now_ms()).map(|e| record(e)))
+        let Shard { entries, by_expiry } = &mut *shard;
+        Ok(Shard::live(entries, by_expiry, key.as_str(), now_ms()).map(|(_, e)| record(e)))
     }
 
     async fn save(
@@ -273,33 +286,24 @@ impl Store for MemoryStore {
         expires_at: OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        if bytes.len() > self.inner.max_record_size {
-            return Err(StoreError::TooLarge {
-                size: bytes.len(),
-                limit: self.inner.max_record_size,
-            });
-        }
+        StoreError::check_size(bytes.len(), self.inner.max_record_size)?;
         let now = now_ms();
         let expires_ms = to_ms(expires_at);
-        let mut shard = self.inner.shard(key.as_str());
-        let current = shard.live(key.as_str(), now).map(|e| e.version);
-        let allowed = match condition {
+        let allowed = |current: Option<u64>| match condition {
             SaveCondition::IfAbsent => current.is_none(),
             SaveCondition::IfVersion(Version(v)) => current == Some(v),
             _ => true,
         };
-        if !allowed {
-            return Ok(SaveOutcome::Conflict);
-        }
-        let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.inner.shard(key.as_str());
         let shard = &mut *shard;
-        let existing = shard
-            .entries
-            .get_key_value(key.as_str())
-            .map(|(k, _)| k.clone());
-        if let Some(k) = existing {
+        if let Some((k, entry)) =
+            Shard::live(&mut shard.entries, &mut shard.by_expiry, key.as_str(), now)
+        {
+            if !allowed(Some(entry.version)) {
+                return Ok(SaveOutcome::Conflict);
+            }
             // Rewrite in place: no new key, and the old buffer is reused.
-            let entry = shard.entries.get_mut(&k).expect("found above");
+            let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
             if entry.expires_ms != expires_ms {
                 shard.by_expiry.remove(&(entry.expires_ms, k.clone()));
                 shard.by_expiry.insert((expires_ms, k.clone()));
@@ -310,6 +314,10 @@ impl Store for MemoryStore {
             entry.version = version;
             return Ok(SaveOutcome::Saved(Version(version)));
         }
+        if !allowed(None) {
+            return Ok(SaveOutcome::Conflict);
+        }
+        let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
         let k: Arc<str> = Arc::from(key.as_str());
         shard.entries.insert(
             k.clone(),
@@ -333,18 +341,15 @@ impl Store for MemoryStore {
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
         let expires_ms = to_ms(expires_at);
         let mut shard = self.inner.shard(key.as_str());
-        let shard = &mut *shard;
-        let Some(entry) = shard.live(key.as_str(), now_ms()) else {
+        let Shard { entries, by_expiry } = &mut *shard;
+        let Some((k, entry)) = Shard::live(entries, by_expiry, key.as_str(), now_ms()) else {
             return Ok(false);
         };
         let old = std::mem::replace(&mut entry.expires_ms, expires_ms);
-        let (k, _) = shard
-            .entries
-            .get_key_value(key.as_str())
-            .expect("live entry");
-        let k = k.clone();
-        shard.by_expiry.remove(&(old, k.clone()));
-        shard.by_expiry.insert((expires_ms, k));
+        if old != expires_ms {
+            by_expiry.remove(&(old, k.clone()));
+            by_expiry.insert((expires_ms, k.clone()));
+        }
         Ok(true)
     }
 

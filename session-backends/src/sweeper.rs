@@ -4,6 +4,9 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// Shortest sweep interval the builders accept.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Runs `sweep` on `store` every `interval` on a thread of its own, which
 /// ends by itself once the store is dropped (it holds only a weak
 /// reference). A store whose sweeper cannot start still drops expired

@@ -87,6 +87,24 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_) | StoreError::Timeout(_))
     }
+
+    /// The size check every store makes before writing anything
+    /// ([`crate::Store::save`]): `TooLarge` when `size` exceeds `limit`.
+    ///
+    /// ```
+    /// use session_core::StoreError;
+    /// assert!(StoreError::check_size(100, 100).is_ok());
+    /// assert!(matches!(
+    ///     StoreError::check_size(101, 100),
+    ///     Err(StoreError::TooLarge { size: 101, limit: 100 })
+    /// ));
+    /// ```
+    pub fn check_size(size: usize, limit: usize) -> Result<(), StoreError> {
+        if size > limit {
+            return Err(StoreError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
 }
 
 /// An error of the session API, as seen by handlers and adapters.

@@ -62,10 +62,19 @@ impl SessionFairing {
     }
 }
 
+/// The request's sessions slot: empty until a guard asks, so requests that
+/// never use a session read no token (Rocket's `local_cache` cannot tell
+/// "absent" from "made now" on its own).
+struct SessionsSlot(std::sync::OnceLock<RequestSessions>);
+
+fn slot<'r>(req: &'r Request<'_>) -> &'r SessionsSlot {
+    req.local_cache(|| SessionsSlot(std::sync::OnceLock::new()))
+}
+
 /// The request's sessions, made on first use and kept for the request.
 fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
     let manager = req.rocket().state::<SessionManager>()?;
-    Some(req.local_cache(|| {
+    Some(slot(req).0.get_or_init(|| {
         // Rocket hands out headers by value: hold them while the core reads.
         let headers: Vec<Header<'_>> = req.headers().iter().collect();
         manager.start(
@@ -95,7 +104,8 @@ impl Fairing for SessionFairing {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let Some(sessions) = request_sessions(req) else {
+        // Only sessions a guard made can have anything to save.
+        let Some(sessions) = slot(req).0.get() else {
             return;
         };
         match sessions.finish().await {
