@@ -77,15 +77,26 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
         .expect("WebDriver session")
 }
 
+/// The text of the element `css`. The page re-renders parts of itself after
+/// each action, so an element found a moment ago may be replaced before its
+/// text is read ("node does not belong to the document"): find it again.
 async fn text(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .for_element(Locator::Css(css))
-        .await
-        .expect(css)
-        .text()
-        .await
-        .expect("text")
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let element = client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .expect(css);
+        match element.text().await {
+            Ok(text) => return text,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{css} was replaced while read ({e}); reading it again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
 }
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -100,16 +111,29 @@ where
     }
 }
 
+/// The texts of the flash list, read again if it is re-rendered meanwhile
+/// (see [`text`]).
 async fn flashes(client: &Client) -> Vec<String> {
-    let mut out = Vec::new();
-    for li in client
-        .find_all(Locator::Css("#flashes li"))
-        .await
-        .expect("flash list")
-    {
-        out.push(li.text().await.expect("flash text"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'read: loop {
+        let mut out = Vec::new();
+        for li in client
+            .find_all(Locator::Css("#flashes li"))
+            .await
+            .expect("flash list")
+        {
+            match li.text().await {
+                Ok(text) => out.push(text),
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("flash list was replaced while read ({e}); reading it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'read;
+                }
+                Err(e) => panic!("flash text: {e}"),
+            }
+        }
+        return out;
     }
-    out
 }
 
 async fn drive(framework: Framework, driver: &Driver) {
