@@ -90,11 +90,11 @@ pub fn health() -> Reply {
     }
 }
 
-/// `GET /counter`: n = n + 1.
+/// `GET /counter`: n = n + 1, as an atomic update so concurrent calls on
+/// one session each count.
 pub async fn counter(session: &Session) -> Reply {
     reply(async {
-        let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
-        session.insert(&COUNTER, &n).await?;
+        let n = session.update(&COUNTER, |n| n.unwrap_or(0) + 1).await?;
         Ok(Reply::json(200, &json!({ "n": n })))
     })
     .await

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::codec::Codec;
 use crate::error::ConfigError;
 use crate::keys::KeyRing;
+use crate::lanes::SaveLanes;
 use crate::seal::SealMode;
 use crate::store::Store;
 
@@ -105,6 +106,8 @@ pub struct SessionConfig {
     pub(crate) same_site: SameSite,
     pub(crate) max_header_len: usize,
     pub(crate) clock: Clock,
+    /// Saves of one session from concurrent requests wait in one lane.
+    pub(crate) save_lanes: Arc<SaveLanes>,
 }
 
 /// Browsers' limit on one cookie: name, value and attributes.
@@ -132,6 +135,7 @@ impl SessionConfig {
             same_site: SameSite::Lax,
             max_header_len: BROWSER_COOKIE_LIMIT,
             clock: Clock(Arc::new(OffsetDateTime::now_utc)),
+            save_lanes: Arc::default(),
         }
     }
 

@@ -76,6 +76,14 @@ pub enum StoreError {
         /// The store's limit.
         limit: usize,
     },
+    /// Concurrent requests kept changing the session for the whole
+    /// compare-and-swap budget ([`crate::CAS_BUDGET`]); nothing was written.
+    /// Answered with 503: a retry later succeeds.
+    #[error("session changed by concurrent requests {attempts} times in a row; gave up saving")]
+    Contended {
+        /// Conflicting attempts made.
+        attempts: u32,
+    },
     /// Any other backend failure.
     #[error("session store error: {0}")]
     Backend(String),
@@ -141,10 +149,15 @@ pub enum SessionError {
 
 impl SessionError {
     /// The HTTP status an adapter should answer with when this error ends a
-    /// request: 503 when the store is out of reach, 500 otherwise.
+    /// request: 503 when the store is out of reach or the session too
+    /// contended to save (worth a retry: send `Retry-After`), 413 when the
+    /// session is too large for its store or cookie, 500 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
             SessionError::Store(e) if e.is_unavailable() => 503,
+            SessionError::Store(StoreError::Contended { .. }) => 503,
+            SessionError::Store(StoreError::TooLarge { .. })
+            | SessionError::CookieTooLarge { .. } => 413,
             _ => 500,
         }
     }
@@ -159,6 +172,9 @@ impl SessionError {
     pub fn public_message(&self) -> &'static str {
         match self {
             SessionError::Store(e) if e.is_unavailable() => "session store unavailable",
+            SessionError::Store(StoreError::Contended { .. }) => {
+                "session busy with concurrent requests; retry"
+            }
             SessionError::Store(StoreError::TooLarge { .. }) => "session too large to store",
             SessionError::CookieTooLarge { .. } => "session too large for a cookie",
             SessionError::ConstantAttribute(_) | SessionError::ConstantNotAllowed(_) => {

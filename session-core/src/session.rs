@@ -7,11 +7,14 @@ use std::sync::Arc;
 use ciborium::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
-use crate::codec::{from_value, to_value, Record};
+use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
 use crate::error::SessionError;
-use crate::lifecycle::{Loaded, State};
+use crate::load;
+use crate::save::{self, Finished, Outcome};
+use crate::state::{Change, Context, Loaded, State, UpdateFn};
 
 /// A key that carries the type of its value, so a mismatched insert or get
 /// does not compile.
@@ -93,71 +96,6 @@ impl<T: ?Sized> Key<T> for SessionKey<T> {
     }
 }
 
-/// A change made by a request, replayed on a fresher record when a
-/// compare-and-swap save finds that another request saved first.
-#[derive(Debug, Clone)]
-pub(crate) enum Change {
-    Insert(String, Value),
-    Remove(String),
-    Clear,
-    Constant(String, Value),
-    FlashAdd(String, Value),
-    /// Took the first `count` flashes of `kind` (all kinds when `None`).
-    FlashTake {
-        kind: Option<String>,
-        count: usize,
-    },
-    Persistent(bool),
-}
-
-impl Change {
-    /// Applies the change; refuses to change a constant attribute.
-    pub(crate) fn apply(&self, record: &mut Record) -> Result<(), SessionError> {
-        match self {
-            Change::Insert(k, v) => {
-                refuse_constant(record, k)?;
-                record.values.insert(k.clone(), v.clone());
-            }
-            Change::Remove(k) => {
-                refuse_constant(record, k)?;
-                record.values.remove(k);
-            }
-            Change::Clear => {
-                let constants = &record.constants;
-                record.values.retain(|k, _| constants.contains(k));
-                record.flashes.clear();
-            }
-            Change::Constant(k, v) => {
-                record.values.insert(k.clone(), v.clone());
-                record.constants.insert(k.clone());
-            }
-            Change::FlashAdd(kind, v) => record.flashes.push((kind.clone(), v.clone())),
-            Change::FlashTake { kind, count } => {
-                let mut left = *count;
-                record.flashes.retain(|(k, _)| {
-                    let matches = kind.as_ref().is_none_or(|want| want == k);
-                    if matches && left > 0 {
-                        left -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
-            }
-            Change::Persistent(p) => record.persistent = *p,
-        }
-        Ok(())
-    }
-}
-
-fn refuse_constant(record: &Record, key: &str) -> Result<(), SessionError> {
-    if record.constants.contains(key) {
-        Err(SessionError::ConstantAttribute(key.to_owned()))
-    } else {
-        Ok(())
-    }
-}
-
 /// One session of a request: a cheap, cloneable handle.
 ///
 /// The session is loaded lazily on first use (no store call for handlers
@@ -169,18 +107,15 @@ pub struct Session {
 }
 
 pub(crate) struct SessionInner {
-    pub(crate) config: Arc<SessionConfig>,
-    /// Tokens the request carried for this session, in order of appearance.
-    pub(crate) candidates: Vec<String>,
-    pub(crate) state: tokio::sync::Mutex<State>,
-    pub(crate) span: tracing::Span,
+    ctx: Context,
+    state: tokio::sync::Mutex<State>,
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("name", &self.inner.config.name)
-            .field("tokens", &self.inner.candidates.len())
+            .field("name", &self.inner.ctx.config.name)
+            .field("tokens", &self.inner.ctx.candidates.len())
             .finish_non_exhaustive()
     }
 }
@@ -193,17 +128,32 @@ impl Session {
     ) -> Self {
         Session {
             inner: Arc::new(SessionInner {
-                config,
-                candidates,
+                ctx: Context {
+                    config,
+                    candidates,
+                    span,
+                },
                 state: tokio::sync::Mutex::new(State::default()),
-                span,
             }),
         }
     }
 
     /// The session's configured name.
     pub fn name(&self) -> &str {
-        &self.inner.config.name
+        &self.inner.ctx.config.name
+    }
+
+    /// The loaded session, loading it first if needed.
+    async fn ensure_loaded<'s>(
+        &self,
+        state: &'s mut State,
+    ) -> Result<&'s mut Loaded, SessionError> {
+        if state.loaded.is_none() {
+            let ctx = &self.inner.ctx;
+            let loaded = load::load(ctx).instrument(ctx.span.clone()).await?;
+            state.loaded = Some(loaded);
+        }
+        Ok(state.loaded.as_mut().expect("loaded above"))
     }
 
     /// Runs `f` on the loaded session, loading it first if needed.
@@ -213,7 +163,7 @@ impl Session {
     ) -> Result<R, SessionError> {
         let mut state = self.inner.state.lock().await;
         let loaded = self.ensure_loaded(&mut state).await?;
-        f(loaded, &self.inner.config)
+        f(loaded, &self.inner.ctx.config)
     }
 
     /// The value under `key`, or `None`. A value of another type is an error.
@@ -250,6 +200,61 @@ impl Session {
         self.with(|l, config| {
             config.codec.check(&value)?;
             l.change(Change::Insert(name, value))
+        })
+        .await
+    }
+
+    /// Replaces the value under `key` with `f(old)` and returns the new
+    /// value: an atomic read-modify-write. When another request saved the
+    /// session meanwhile, `f` runs again on the value that request wrote, so
+    /// N concurrent `update`s of a counter count exactly N, on every store.
+    ///
+    /// A plain [`get`](Self::get) then [`insert`](Self::insert) is
+    /// last-writer-wins per key instead: the merge replays the inserted
+    /// value, not the computation. `f` may run more than once, so it should
+    /// have no side effects; `old` is `None` when the key is absent (or, on
+    /// a replay, holds a value that is not a `T`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), session_core::SessionError> {
+    /// use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
+    /// const COUNTER: SessionKey<u64> = SessionKey::new("n");
+    /// # let manager = SessionManager::new(SessionConfig::cookie(KeyRing::generate().unwrap())).unwrap();
+    /// # let request = manager.start([]);
+    /// # let session = request.primary();
+    /// let n = session.update(&COUNTER, |n| n.unwrap_or(0) + 1).await?;
+    /// assert_eq!(n, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The key is a constant attribute, the stored value is not a `T`, the
+    /// codec cannot keep the new value exactly, or the store failed to load.
+    pub async fn update<T, K, F>(&self, key: &K, f: F) -> Result<T, SessionError>
+    where
+        T: Serialize + DeserializeOwned,
+        K: Key<T> + ?Sized,
+        F: Fn(Option<T>) -> T + Send + Sync + 'static,
+    {
+        let name = key.key_name().to_owned();
+        self.with(|l, config| {
+            let old = l
+                .record
+                .values
+                .get(&name)
+                .map(from_value::<T>)
+                .transpose()?;
+            let new = f(old);
+            let value = to_value(&new)?;
+            config.codec.check(&value)?;
+            let replayable: UpdateFn = Arc::new(move |old: Option<&Value>| {
+                let old = old.and_then(|v| from_value::<T>(v).ok());
+                Ok(to_value(&f(old))?)
+            });
+            l.update(name, replayable, value)?;
+            Ok(new)
         })
         .await
     }
@@ -427,8 +432,43 @@ impl Session {
     pub async fn purge(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
-        let now = self.inner.config.clock.now().unix_timestamp();
-        state.purge(now, self.inner.config.persistent_by_default);
+        let config = &self.inner.ctx.config;
+        let now = config.clock.now().unix_timestamp();
+        state.purge(now, config.persistent_by_default);
         Ok(())
+    }
+
+    /// Decides and performs what this request does with the session; call
+    /// once, after the handler. Adapters add the returned header to the
+    /// response. A second call does nothing.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails or stays contended past the compare-and-swap
+    /// budget, a record too large for its store, or a cookie over the
+    /// browser limit. The stored session is then left as it was.
+    pub async fn finish(&self) -> Result<Finished, SessionError> {
+        // Most requests never use the session: finish those without the
+        // span, the clock or an awaited lock.
+        if let Ok(mut state) = self.inner.state.try_lock() {
+            if state.loaded.is_none() {
+                state.finished = true;
+                return Ok(Finished::new(Outcome::Nothing, None));
+            }
+        }
+        let ctx = &self.inner.ctx;
+        let mut state = self.inner.state.lock().await;
+        if state.finished {
+            return Ok(Finished::new(Outcome::Nothing, None));
+        }
+        state.finished = true;
+        let action = state.action;
+        let Some(loaded) = state.loaded.take() else {
+            return Ok(Finished::new(Outcome::Nothing, None));
+        };
+        drop(state);
+        save::finish(ctx, loaded, action)
+            .instrument(ctx.span.clone())
+            .await
     }
 }

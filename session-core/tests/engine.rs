@@ -420,7 +420,11 @@ async fn oversized_cookie_session_is_refused_not_sent() {
         matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }),
         "{err}"
     );
-    assert_eq!(err.http_status(), 500);
+    assert_eq!(
+        err.http_status(),
+        413,
+        "payload too large, not a server fault"
+    );
 }
 
 #[tokio::test]
@@ -694,7 +698,11 @@ async fn concurrent_logout_wins_over_a_later_save() {
     logout.primary().purge().await.unwrap();
     logout.finish().await.unwrap();
     let f = writer.primary().finish().await.unwrap();
-    assert_eq!(f.outcome, Outcome::Purge);
+    assert_eq!(f.outcome, Outcome::Vanished);
+    assert_eq!(
+        f.header, None,
+        "no removal cookie: it could delete a cookie a concurrent login just set"
+    );
     assert_eq!(
         env.store.inner.len(),
         0,
@@ -821,4 +829,124 @@ async fn records_sealed_at_rest_are_unreadable_and_unforgeable_in_the_store() {
         None
     );
     assert!(req.primary().is_new().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_count_exactly_and_get_then_insert_is_last_writer_wins() {
+    let env = server_env();
+    let mut jar = Jar::default();
+    bump(&env, &mut jar).await;
+    let run = |atomic: bool| {
+        let manager = env.manager.clone();
+        let jar = jar.clone();
+        async move {
+            // Every request loads before any saves, so all but one merge.
+            let barrier = Arc::new(tokio::sync::Barrier::new(32));
+            let tasks: Vec<_> = (0..32)
+                .map(|_| {
+                    let (manager, jar, barrier) = (manager.clone(), jar.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        let req = jar.start(&manager);
+                        let s = req.primary();
+                        if atomic {
+                            s.update(&COUNTER, |n| n.unwrap_or(0) + 1).await.unwrap();
+                        } else {
+                            let n = s.get(&COUNTER).await.unwrap().unwrap_or(0);
+                            s.insert(&COUNTER, &(n + 1)).await.unwrap();
+                        }
+                        barrier.wait().await;
+                        req.finish().await.unwrap();
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let req = jar.start(&manager);
+            req.primary().get(&COUNTER).await.unwrap().unwrap()
+        }
+    };
+    assert_eq!(run(true).await, 33, "1 + 32 updates, none lost");
+    // Read-then-insert replays the inserted value: the documented
+    // last-writer-wins, so some of the 32 increments are lost.
+    let after = run(false).await;
+    assert!((34..65).contains(&after), "{after}");
+}
+
+#[tokio::test]
+async fn update_refuses_a_constant_and_a_value_of_another_type() {
+    let env = server_env();
+    let mut jar = Jar::default();
+    let req = jar.start(&env.manager);
+    req.primary().insert_constant("c", &1u64).await.unwrap();
+    req.primary().insert("s", "text").await.unwrap();
+    let err = req
+        .primary()
+        .update(&COUNTER_NAMED_C, |n| n.unwrap_or(0) + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::ConstantAttribute(_)), "{err}");
+    let err = req
+        .primary()
+        .update("s", |n: Option<u64>| n.unwrap_or(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Codec(_)), "{err}");
+}
+
+const COUNTER_NAMED_C: session_core::SessionKey<u64> = session_core::SessionKey::new("c");
+
+/// A store where every compare-and-swap loses: the budget, then a 503.
+#[derive(Debug, Default)]
+struct AlwaysConflicting(MemoryStore);
+
+#[async_trait]
+impl Store for AlwaysConflicting {
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        self.0.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        match condition {
+            SaveCondition::IfVersion(_) => Ok(SaveOutcome::Conflict),
+            other => self.0.save(key, record, expires_at, other).await,
+        }
+    }
+    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
+        self.0.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn endless_conflicts_end_in_a_503_within_the_budget_with_backoff() {
+    let store = Arc::new(AlwaysConflicting::default());
+    let manager = SessionManager::new(SessionConfig::server(store, keys(1))).unwrap();
+    let mut jar = Jar::default();
+    let req = jar.start(&manager);
+    req.primary().insert("a", &1).await.unwrap();
+    finish(&mut jar, &req).await;
+    let req = jar.start(&manager);
+    req.primary().insert("a", &2).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = req.finish().await.unwrap_err();
+    let took = started.elapsed();
+    let SessionError::Store(StoreError::Contended { attempts }) = err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        SessionError::Store(StoreError::Contended { attempts }).http_status(),
+        503
+    );
+    assert!(took >= session_core::CAS_BUDGET, "{took:?}");
+    assert!(took < session_core::CAS_BUDGET * 2, "{took:?}");
+    // Backoff, not a busy loop: at most a few hundred attempts in 1.5 s.
+    assert!((5..500).contains(&attempts), "{attempts} attempts");
 }

@@ -1,0 +1,161 @@
+//! Loading a session from the request's tokens: open a token, then (for
+//! server storage) fetch and open the stored record.
+
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use crate::codec::{Codec, Record};
+use crate::config::{SessionConfig, Storage};
+use crate::error::{CodecError, SessionError};
+use crate::id::{SessionId, StoreKey};
+use crate::seal::{self, Opened, Purpose, SealMode};
+use crate::state::{absolute_expired, Context, Loaded, Origin};
+use crate::store::Store;
+
+/// A start time for the debug log's durations; `None` (no clock read)
+/// when debug logging is off.
+pub(crate) fn debug_timer() -> Option<Instant> {
+    tracing::enabled!(tracing::Level::DEBUG).then(Instant::now)
+}
+
+pub(crate) fn elapsed_us(started: Option<Instant>) -> u64 {
+    started.map_or(0, |s| s.elapsed().as_micros() as u64)
+}
+
+/// The session the request's tokens name, or a fresh one when none is
+/// valid. Only a failing store is an error.
+pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
+    let started = debug_timer();
+    let config = &ctx.config;
+    let now = config.clock.now();
+    let now_s = now.unix_timestamp();
+    let purpose = match config.storage {
+        Storage::Cookie => Purpose::SessionData,
+        Storage::Server(_) => Purpose::SessionId,
+    };
+    let mut refused = None;
+    for (index, token) in ctx.candidates.iter().enumerate() {
+        let opened = seal::open(
+            &config.keys,
+            config.seal_mode,
+            purpose,
+            &config.name,
+            token,
+            now_s,
+            config.max_header_len,
+        );
+        match opened {
+            Ok(opened) => {
+                let found = load_opened(config, opened, index, now).await;
+                let outcome = match &found {
+                    Ok(Some(_)) => "loaded",
+                    Ok(None) => "not found or expired",
+                    Err(_) => "store error",
+                };
+                tracing::debug!(
+                    session = %config.name,
+                    load = outcome,
+                    load_us = elapsed_us(started),
+                    "session load"
+                );
+                if let Some(loaded) = found? {
+                    return Ok(loaded);
+                }
+                break;
+            }
+            Err(e) => refused = Some(e.reason()),
+        }
+    }
+    if let Some(reason) = refused {
+        tracing::warn!(session = %config.name, reason, "session token refused; starting a fresh session");
+    }
+    Ok(Loaded::fresh(now_s, config.persistent_by_default))
+}
+
+/// Finds the session an opened token names; `None` when it is gone.
+async fn load_opened(
+    config: &SessionConfig,
+    opened: Opened,
+    token_index: usize,
+    now: OffsetDateTime,
+) -> Result<Option<Loaded>, SessionError> {
+    let now_s = now.unix_timestamp();
+    let check = |decoded: Result<Record, CodecError>| match decoded {
+        Ok(record) if absolute_expired(config, &record, now_s) => None,
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(session = %config.name, error = %e, "stored session undecodable; starting a fresh session");
+            None
+        }
+    };
+    match &config.storage {
+        Storage::Cookie => Ok(check(Codec::decode(&opened.payload)).map(|record| Loaded {
+            record,
+            origin: Origin::Cookie {
+                issued_at: opened.issued_at,
+                primary: opened.primary,
+            },
+            changes: Vec::new(),
+            constants_open: false,
+        })),
+        Storage::Server(store) => {
+            let Some(id) = SessionId::from_bytes(&opened.payload) else {
+                tracing::warn!(session = %config.name, "session token holds no valid id");
+                return Ok(None);
+            };
+            let (key, _) = config
+                .keys
+                .find(&opened.key_id)
+                .expect("the key that opened it");
+            let store_key = id.store_key(key);
+            let Some(stored) = store.load(&store_key).await? else {
+                return Ok(None);
+            };
+            let decoded = decode_stored(config, store.as_ref(), &store_key, stored.bytes, now_s);
+            Ok(check(decoded).map(|record| Loaded {
+                record,
+                origin: Origin::Server {
+                    id,
+                    store_key,
+                    version: stored.version,
+                    store_expires: stored.expires_at,
+                    primary: opened.primary,
+                    token_index,
+                },
+                changes: Vec::new(),
+                constants_open: false,
+            }))
+        }
+    }
+}
+
+/// Decodes a stored record, opening it if sealed. A store that seals at
+/// rest must not hand back unsealed records (they could be forged by anyone
+/// who can write to the store).
+pub(crate) fn decode_stored(
+    config: &SessionConfig,
+    store: &dyn Store,
+    key: &StoreKey,
+    bytes: Vec<u8>,
+    now: i64,
+) -> Result<Record, CodecError> {
+    if !seal::is_sealed(&bytes) {
+        if store.seals_at_rest() {
+            return Err(CodecError::Malformed(
+                "unsealed record in a store that seals at rest".into(),
+            ));
+        }
+        return Codec::decode(&bytes);
+    }
+    let opened = seal::open_raw(
+        &config.keys,
+        SealMode::Private,
+        Purpose::AtRest,
+        key.as_str(),
+        bytes,
+        now,
+    )
+    .map_err(|e| CodecError::Malformed(e.reason().into()))?;
+    Codec::decode(&opened.payload)
+}

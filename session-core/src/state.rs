@@ -1,0 +1,256 @@
+//! The per-request state of one session: where it came from, the record as
+//! the handler sees it, and the changes the handler made, kept so that a
+//! save that loses a compare-and-swap race can replay them on a fresher
+//! record. Plain data: [`crate::load`] fills it, handlers change it through
+//! [`crate::Session`], [`crate::save`] writes it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ciborium::Value;
+use time::OffsetDateTime;
+
+use crate::codec::Record;
+use crate::config::SessionConfig;
+use crate::error::SessionError;
+use crate::id::{SessionId, StoreKey};
+use crate::store::Version;
+
+/// What a request knows of one session before loading it: its
+/// configuration, the tokens it carried, and the request's span.
+pub(crate) struct Context {
+    pub(crate) config: Arc<SessionConfig>,
+    /// Tokens the request carried for this session, in order of appearance.
+    pub(crate) candidates: Vec<String>,
+    pub(crate) span: tracing::Span,
+}
+
+/// What the handler asked to happen to the session as a whole.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    #[default]
+    Keep,
+    Renew,
+    Purge,
+}
+
+/// Per-request state of one session.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) loaded: Option<Loaded>,
+    pub(crate) action: Action,
+    pub(crate) finished: bool,
+}
+
+impl State {
+    pub(crate) fn renew(&mut self) {
+        if self.action != Action::Purge {
+            self.action = Action::Renew;
+        }
+        if let Some(l) = &mut self.loaded {
+            l.constants_open = true;
+        }
+    }
+
+    pub(crate) fn purge(&mut self, now: i64, persistent: bool) {
+        self.action = Action::Purge;
+        if let Some(l) = &mut self.loaded {
+            l.record = Record {
+                created_at: now,
+                persistent,
+                ..Record::default()
+            };
+            l.changes.clear();
+            l.constants_open = true;
+        }
+    }
+}
+
+/// Where a loaded session came from.
+pub(crate) enum Origin {
+    /// No valid session came with the request.
+    New,
+    /// A sealed cookie session.
+    Cookie { issued_at: i64, primary: bool },
+    /// A server-side session.
+    Server {
+        id: SessionId,
+        store_key: StoreKey,
+        version: Version,
+        store_expires: Option<OffsetDateTime>,
+        /// Opened with the primary key (else it moves to it on save).
+        primary: bool,
+        /// Which of the request's candidate tokens named it.
+        token_index: usize,
+    },
+}
+
+/// A loaded session and this request's changes to it.
+pub(crate) struct Loaded {
+    pub(crate) record: Record,
+    pub(crate) origin: Origin,
+    pub(crate) changes: Vec<Change>,
+    /// Constant attributes may be set (new or renewed session).
+    pub(crate) constants_open: bool,
+}
+
+impl Loaded {
+    pub(crate) fn fresh(now: i64, persistent: bool) -> Self {
+        Loaded {
+            record: Record {
+                created_at: now,
+                persistent,
+                ..Record::default()
+            },
+            origin: Origin::New,
+            changes: Vec::new(),
+            constants_open: true,
+        }
+    }
+
+    /// Applies a change and remembers it for a merge.
+    pub(crate) fn change(&mut self, change: Change) -> Result<(), SessionError> {
+        change.apply(&mut self.record)?;
+        self.changes.push(change);
+        Ok(())
+    }
+
+    /// Records an update whose first result, `value`, the caller computed.
+    pub(crate) fn update(
+        &mut self,
+        key: String,
+        f: UpdateFn,
+        value: Value,
+    ) -> Result<(), SessionError> {
+        refuse_constant(&self.record, &key)?;
+        self.record.values.insert(key.clone(), value);
+        self.changes.push(Change::Update(key, f));
+        Ok(())
+    }
+
+    pub(crate) fn is_new(&self) -> bool {
+        matches!(self.origin, Origin::New)
+    }
+
+    pub(crate) fn persistence_changed(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| matches!(c, Change::Persistent(_)))
+    }
+}
+
+/// A replayable read-modify-write of one value (see
+/// [`crate::Session::update`]): old value (if any) in, new value out.
+pub(crate) type UpdateFn = Arc<dyn Fn(Option<&Value>) -> Result<Value, SessionError> + Send + Sync>;
+
+/// A change made by a request, replayed on a fresher record when a
+/// compare-and-swap save finds that another request saved first.
+#[derive(Clone)]
+pub(crate) enum Change {
+    Insert(String, Value),
+    /// Computes the new value from the value the record holds when applied,
+    /// so a replay on a fresher record builds on the other request's write.
+    Update(String, UpdateFn),
+    Remove(String),
+    Clear,
+    Constant(String, Value),
+    FlashAdd(String, Value),
+    /// Took the first `count` flashes of `kind` (all kinds when `None`).
+    FlashTake {
+        kind: Option<String>,
+        count: usize,
+    },
+    Persistent(bool),
+}
+
+impl fmt::Debug for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values stay out of logs; the kind of change and the key are enough.
+        match self {
+            Change::Insert(k, _) => write!(f, "Insert({k:?})"),
+            Change::Update(k, _) => write!(f, "Update({k:?})"),
+            Change::Remove(k) => write!(f, "Remove({k:?})"),
+            Change::Clear => f.write_str("Clear"),
+            Change::Constant(k, _) => write!(f, "Constant({k:?})"),
+            Change::FlashAdd(k, _) => write!(f, "FlashAdd({k:?})"),
+            Change::FlashTake { kind, count } => write!(f, "FlashTake({kind:?}, {count})"),
+            Change::Persistent(p) => write!(f, "Persistent({p})"),
+        }
+    }
+}
+
+impl Change {
+    /// Applies the change; refuses to change a constant attribute.
+    pub(crate) fn apply(&self, record: &mut Record) -> Result<(), SessionError> {
+        match self {
+            Change::Insert(k, v) => {
+                refuse_constant(record, k)?;
+                record.values.insert(k.clone(), v.clone());
+            }
+            Change::Update(k, f) => {
+                refuse_constant(record, k)?;
+                let new = f(record.values.get(k))?;
+                record.values.insert(k.clone(), new);
+            }
+            Change::Remove(k) => {
+                refuse_constant(record, k)?;
+                record.values.remove(k);
+            }
+            Change::Clear => {
+                let constants = &record.constants;
+                record.values.retain(|k, _| constants.contains(k));
+                record.flashes.clear();
+            }
+            Change::Constant(k, v) => {
+                record.values.insert(k.clone(), v.clone());
+                record.constants.insert(k.clone());
+            }
+            Change::FlashAdd(kind, v) => record.flashes.push((kind.clone(), v.clone())),
+            Change::FlashTake { kind, count } => {
+                let mut left = *count;
+                record.flashes.retain(|(k, _)| {
+                    let matches = kind.as_ref().is_none_or(|want| want == k);
+                    if matches && left > 0 {
+                        left -= 1;
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            Change::Persistent(p) => record.persistent = *p,
+        }
+        Ok(())
+    }
+}
+
+fn refuse_constant(record: &Record, key: &str) -> Result<(), SessionError> {
+    if record.constants.contains(key) {
+        Err(SessionError::ConstantAttribute(key.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// When the record should expire if saved or touched now.
+pub(crate) fn deadline(
+    config: &SessionConfig,
+    record: &Record,
+    now: OffsetDateTime,
+) -> OffsetDateTime {
+    let window = config.window(record.persistent);
+    let created = OffsetDateTime::from_unix_timestamp(record.created_at).unwrap_or(now);
+    let base = if config.rolling { now } else { created };
+    let mut deadline = base + window;
+    if let Some(absolute) = config.absolute_timeout {
+        deadline = deadline.min(created + absolute);
+    }
+    deadline
+}
+
+/// Whether the record is past its absolute timeout.
+pub(crate) fn absolute_expired(config: &SessionConfig, record: &Record, now: i64) -> bool {
+    config
+        .absolute_timeout
+        .is_some_and(|t| now >= record.created_at.saturating_add(t.as_secs() as i64))
+}
