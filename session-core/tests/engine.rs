@@ -876,7 +876,7 @@ async fn concurrent_updates_count_exactly_and_get_then_insert_is_last_writer_win
 #[tokio::test]
 async fn update_refuses_a_constant_and_a_value_of_another_type() {
     let env = server_env();
-    let mut jar = Jar::default();
+    let jar = Jar::default();
     let req = jar.start(&env.manager);
     req.primary().insert_constant("c", &1u64).await.unwrap();
     req.primary().insert("s", "text").await.unwrap();
