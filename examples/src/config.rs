@@ -217,7 +217,6 @@ impl DemoConfig {
         MemcacheStore::builder(self.memcache_servers.clone())
             .connect_timeout(Duration::from_millis(400))
             .op_timeout(Duration::from_millis(400))
-            .pool_wait_timeout(Duration::from_millis(400))
             .build()
             .map_err(|e| bad("MEMCACHE_SERVERS", e.to_string()))
     }

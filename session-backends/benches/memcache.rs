@@ -1,6 +1,8 @@
-//! `MemcacheStore` against the raw `async-memcached` client sending the same
-//! meta commands to the same memcached, in the same run. The difference is
-//! the store's own cost: pool checkout, timeout, key prefix, server choice.
+//! `MemcacheStore` against the floor: a blocking socket sending the same
+//! meta command to the same memcached and reading the reply, in the same
+//! run. One at a time, the difference is the store's own cost (queueing to
+//! the connection task, parsing, server choice); 64 at once shows what the
+//! multiplexed connections gain (64 commands in one write).
 //!
 //! Uses `SESSION_TEST_MEMCACHED` when set (as `cargo xtask` does), else
 //! starts memcached from `PATH` on a free port.
@@ -9,11 +11,11 @@ use std::hint::black_box;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use async_memcached::{Client, MetaProtocol};
 use criterion::{criterion_group, criterion_main, Criterion};
 use session_backends::MemcacheStore;
 use session_core::time::OffsetDateTime;
 use session_core::{SaveCondition, Store, StoreKey};
+use std::io::{Read, Write};
 
 struct Server {
     addr: String,
@@ -67,6 +69,19 @@ fn server() -> Server {
     }
 }
 
+/// One `mg` over a blocking socket: write, then read until the reply's end.
+fn raw_get(conn: &mut std::net::TcpStream, command: &[u8], reply: &mut Vec<u8>) {
+    conn.write_all(command).unwrap();
+    reply.clear();
+    let mut buf = [0u8; 4096];
+    // `VA 200 ...\r\n<200 bytes>\r\n`: the reply ends with its second CRLF.
+    while reply.windows(2).filter(|w| *w == b"\r\n").count() < 2 {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "memcached closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let server = server();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -74,27 +89,40 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let store = MemcacheStore::builder([server.addr.clone()])
-        .pool_size(1)
         .build()
         .unwrap();
-    let mut raw = rt
-        .block_on(Client::new(format!("tcp://{}", server.addr)))
-        .unwrap();
+    let mut raw = std::net::TcpStream::connect(&server.addr).unwrap();
+    raw.set_nodelay(true).unwrap();
     let key = StoreKey::from_raw("benchkeybenchkeybenchkeybenchkeybenchkeyben");
-    let raw_key = format!("session:{}", key.as_str());
+    let raw_get_command = format!("mg session:{} v c t\r\n", key.as_str()).into_bytes();
     let value = vec![b'v'; 200];
     let later = || OffsetDateTime::now_utc() + Duration::from_secs(300);
     rt.block_on(store.save(&key, &value, later(), SaveCondition::Always))
         .unwrap();
+    let mut reply = Vec::new();
 
     let mut group = c.benchmark_group("memcache");
     group.bench_function("load/store", |b| {
         b.iter(|| rt.block_on(store.load(black_box(&key))).unwrap())
     });
-    group.bench_function("load/raw", |b| {
+    group.bench_function("load/raw socket", |b| {
+        b.iter(|| raw_get(&mut raw, black_box(&raw_get_command), &mut reply))
+    });
+    group.bench_function("load x64 concurrent/store", |b| {
         b.iter(|| {
-            rt.block_on(raw.meta_get(black_box(&raw_key), false, None, Some(&["v", "c", "t"])))
-                .unwrap()
+            rt.block_on(async {
+                let loads = (0..64).map(|_| store.load(&key));
+                for loaded in futures_join_all(loads).await {
+                    loaded.unwrap();
+                }
+            })
+        })
+    });
+    group.bench_function("load x64 sequential/raw socket", |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                raw_get(&mut raw, &raw_get_command, &mut reply);
+            }
         })
     });
     group.bench_function("save/store", |b| {
@@ -103,28 +131,40 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    group.bench_function("save/raw", |b| {
-        b.iter(|| {
-            rt.block_on(raw.meta_set(
-                black_box(&raw_key),
-                value.as_slice(),
-                false,
-                None,
-                Some(&["T300", "c"]),
-            ))
-            .unwrap()
-        })
-    });
     group.bench_function("touch/store", |b| {
         b.iter(|| rt.block_on(store.touch(black_box(&key), later())).unwrap())
     });
-    group.bench_function("touch/raw", |b| {
-        b.iter(|| {
-            rt.block_on(raw.meta_get(black_box(&raw_key), false, None, Some(&["T300", "t"])))
-                .unwrap()
-        })
-    });
     group.finish();
+}
+
+/// Polls every future on this task (the store's calls are queued before
+/// any reply is awaited), without a futures crate.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("ready")).collect()
 }
 
 criterion_group!(benches, bench);

@@ -398,3 +398,63 @@ pub async fn key_rotation(setup: &Setup) {
         "old token refused once its secret is dropped"
     );
 }
+
+/// 64 concurrent writers of different keys on one session, three writes
+/// each: every answer is 2xx and, on server stores, no key is lost.
+pub async fn contended_writers(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = Arc::new(server.client());
+    client.get("/counter").await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for round in 0..3 {
+                    let r = client.post(&format!("/kv/w{i}"), json!(round)).await;
+                    assert_eq!(r.status, 204, "writer {i} round {round}: {}", r.body);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    if setup.server_side() {
+        for i in 0..64 {
+            assert_eq!(
+                client.get(&format!("/kv/w{i}")).await.json(),
+                json!(2),
+                "w{i} lost"
+            );
+        }
+    }
+}
+
+/// 32 clients × 5 concurrent `/counter` on one session: every answer is
+/// 200 and, on server stores, the counter counts every request.
+pub async fn contended_counter(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = Arc::new(server.client());
+    client.get("/counter").await;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let r = client.get("/counter").await;
+                    assert_eq!(r.status, 200, "{}", r.body);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("counter task");
+    }
+    if setup.server_side() {
+        assert_eq!(
+            client.get("/counter/peek").await.json(),
+            json!({"n": 161}),
+            "1 + 32 × 5 increments"
+        );
+    }
+}

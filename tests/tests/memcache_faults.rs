@@ -30,7 +30,6 @@ async fn losing_one_of_three_servers_affects_only_its_share_and_recovers() {
     let store = MemcacheStore::builder(addrs.clone())
         .op_timeout(op_timeout)
         .connect_timeout(op_timeout)
-        .retry_backoff(Duration::from_millis(200), Duration::from_millis(400))
         .build()
         .unwrap();
     let all = keys(300);
@@ -73,11 +72,11 @@ async fn losing_one_of_three_servers_affects_only_its_share_and_recovers() {
     }
     assert!(store.is_marked_down(&victim));
 
-    // Back (empty, as a restarted memcached is): used again without a restart of ours.
+    // Back (empty, as a restarted memcached is): the prober puts it back
+    // within a second, without a restart of ours.
     servers[1].restart();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let k = on_victim[0];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_millis(1200);
     loop {
         match store
             .save(k, b"again", later(), SaveCondition::Always)
@@ -89,7 +88,7 @@ async fn losing_one_of_three_servers_affects_only_its_share_and_recovers() {
                     Instant::now() < deadline,
                     "server never used again: {other:?}"
                 );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
@@ -121,15 +120,20 @@ async fn a_server_that_never_answers_times_out() {
             "took {:?}",
             started.elapsed()
         );
-        assert!(err.is_unavailable(), "{err}");
+        assert!(matches!(err, StoreError::Timeout(_)), "{err}");
     }
+    // Three timeouts in a row: marked down, and then refused at once.
+    let started = Instant::now();
+    let err = store.load(&keys(1)[0]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(50));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_call_does_not_poison_the_pool() {
+async fn a_cancelled_call_leaves_the_connection_in_step() {
     let server = MemcachedProcess::start(&[]);
     let store = MemcacheStore::builder([server.addr.clone()])
-        .pool_size(1)
+        .connections(1)
         .build()
         .unwrap();
     let k = keys(1).remove(0);
@@ -158,69 +162,194 @@ async fn a_cancelled_call_does_not_poison_the_pool() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pool_exhaustion_waits_or_fails_as_configured() {
+async fn many_requests_share_one_connection_within_the_in_flight_bound() {
     let server = MemcachedProcess::start(&[]);
-    let k = keys(1).remove(0);
-    let waiting = Arc::new(
+    let store = Arc::new(
         MemcacheStore::builder([server.addr.clone()])
-            .pool_size(4)
-            .pool_wait_timeout(Duration::from_secs(10))
+            .connections(1)
+            .max_in_flight(4)
             .build()
             .unwrap(),
     );
-    waiting
+    let all = keys(50);
+    for (i, k) in all.iter().enumerate() {
+        store
+            .save(
+                k,
+                format!("v{i}").as_bytes(),
+                later(),
+                SaveCondition::Always,
+            )
+            .await
+            .unwrap();
+    }
+    // 500 concurrent loads through one connection that holds at most four
+    // at a time: every one is served, each with its own key's value.
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let store = store.clone();
+            let k = all[i % 50].clone();
+            tokio::spawn(async move { (i % 50, store.load(&k).await) })
+        })
+        .collect();
+    for t in tasks {
+        let (i, loaded) = t.await.unwrap();
+        assert_eq!(loaded.unwrap().unwrap().bytes, format!("v{i}").as_bytes());
+    }
+    assert!(!store.is_marked_down(&server.addr), "busy is not down");
+}
+
+/// A listener that accepts connections, counts them, and closes each at
+/// once: a server that is "up" for TCP but drops every connection.
+async fn counting_closer() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_during_an_outage_makes_no_connection_attempts_beyond_the_probers() {
+    let (addr, accepted) = counting_closer().await;
+    let store = Arc::new(MemcacheStore::builder([addr.clone()]).build().unwrap());
+    let k = keys(1).remove(0);
+    let err = store.load(&k).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(store.is_marked_down(&addr));
+    // 20,000 requests over a second: each refused at once, none connects.
+    let started = Instant::now();
+    let mut refused = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        for _ in 0..1000 {
+            let one = Instant::now();
+            assert!(store.load(&k).await.unwrap_err().is_unavailable());
+            assert!(one.elapsed() < Duration::from_millis(100));
+            refused += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let connections = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // One connection by the first request, then the prober's, ~4 a second.
+    assert!(
+        connections <= 1 + 8,
+        "{connections} connections for {refused} requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_restarted_while_idle_the_next_request_succeeds() {
+    let mut server = MemcachedProcess::start(&[]);
+    let store = MemcacheStore::builder([server.addr.clone()])
+        .build()
+        .unwrap();
+    let k = keys(1).remove(0);
+    store
         .save(&k, b"v", later(), SaveCondition::Always)
         .await
         .unwrap();
-    let run = |store: Arc<MemcacheStore>| {
-        let k = k.clone();
-        async move {
-            let tasks: Vec<_> = (0..200)
-                .map(|_| {
-                    let store = store.clone();
-                    let k = k.clone();
-                    tokio::spawn(async move { store.load(&k).await.map(|r| r.is_some()) })
-                })
-                .collect();
-            let mut results = Vec::new();
-            for t in tasks {
-                results.push(t.await.unwrap());
-            }
-            results
-        }
-    };
-    let results = run(waiting).await;
-    assert!(
-        results.iter().all(|r| matches!(r, Ok(true))),
-        "with a long wait, all 200 are served"
-    );
+    server.stop();
+    server.restart();
+    // Let the connections see their end (as an idle server would).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..4 {
+        assert_eq!(
+            store.load(&k).await.unwrap(),
+            None,
+            "restarted empty, no error"
+        );
+    }
+    assert!(!store.is_marked_down(&server.addr));
+}
 
-    let failing = Arc::new(
-        MemcacheStore::builder([server.addr.clone()])
-            .pool_size(1)
-            .pool_wait_timeout(Duration::ZERO)
-            .build()
-            .unwrap(),
-    );
-    let results = run(failing.clone()).await;
-    let served = results.iter().filter(|r| matches!(r, Ok(true))).count();
-    let refused = results
-        .iter()
-        .filter(|r| matches!(r, Err(StoreError::Timeout(_))))
-        .count();
-    assert_eq!(
-        served + refused,
-        200,
-        "every request is served or refused with a timeout"
-    );
-    assert!(
-        served >= 1 && refused >= 1,
-        "served {served}, refused {refused}"
-    );
-    assert!(
-        !failing.is_marked_down(&server.addr),
-        "a busy pool is not a dead server"
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_under_load_while_memcached_dies_and_returns() {
+    for servers in [1usize, 3] {
+        let mut memcached: Vec<MemcachedProcess> =
+            (0..servers).map(|_| MemcachedProcess::start(&[])).collect();
+        let list = memcached
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let server = DemoServer::start(
+            Framework::Axum,
+            &[
+                ("SESSION_STORE", "memcache"),
+                ("MEMCACHE_SERVERS", list.as_str()),
+            ],
+        );
+        // 8 clients, each its own session, looping on /counter.
+        let clients: Vec<_> = (0..8).map(|_| Arc::new(server.client())).collect();
+        for c in &clients {
+            assert_eq!(c.get("/counter").await.status, 200);
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = Arc::new(std::sync::Mutex::new(Vec::<(Instant, u16, Duration)>::new()));
+        let loaders: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                let (c, stop, log) = (c.clone(), stop.clone(), log.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let started = Instant::now();
+                        let status = c.get("/counter").await.status;
+                        log.lock()
+                            .unwrap()
+                            .push((started, status, started.elapsed()));
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        memcached[0].stop();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        memcached[0].restart();
+        let back = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for l in loaders {
+            l.await.unwrap();
+        }
+        let log = log.lock().unwrap();
+        let unavailable = log.iter().filter(|(_, s, _)| *s == 503).count();
+        if servers == 1 {
+            assert!(unavailable > 0, "the outage was seen");
+        }
+        for (started, status, took) in log.iter() {
+            assert!(
+                *status == 200 || *status == 503,
+                "{servers} servers: only 200 or 503, got {status}"
+            );
+            assert!(
+                *took < Duration::from_secs(2),
+                "{servers} servers: a request took {took:?}"
+            );
+            if *status == 503 && *started > back + Duration::from_secs(1) {
+                panic!("{servers} servers: 503 more than a second after memcached came back");
+            }
+        }
+        // Once marked down, 503s are immediate.
+        let slow_503 = log
+            .iter()
+            .filter(|(_, s, took)| *s == 503 && *took >= Duration::from_millis(100))
+            .count();
+        assert!(
+            slow_503 <= clients.len(),
+            "{servers} servers: {slow_503} slow 503s (only requests in flight at the crash may wait)"
+        );
+        println!(
+            "{servers} servers: {} requests, {unavailable} answered 503 during the outage",
+            log.len()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

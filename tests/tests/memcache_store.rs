@@ -21,7 +21,7 @@ session_backends::store_conformance_tests!(one_server, {
 session_backends::store_conformance_tests!(three_servers, {
     let servers = memcached::cluster();
     let store = MemcacheStore::builder(servers.addrs.clone())
-        .pool_size(4)
+        .connections(2)
         .build()
         .unwrap();
     WithServers::new(Arc::new(store), servers)

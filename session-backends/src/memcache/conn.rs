@@ -1,0 +1,304 @@
+//! One multiplexed connection: many requests in flight from any number of
+//! tasks, written together and answered in order.
+//!
+//! A single task owns the socket. It takes the requests queued since its
+//! last write (one `write` for all of them), parses replies as they arrive
+//! and hands each to the request at the head of the in-flight queue,
+//! checking that the reply carries that request's opaque token. A caller
+//! that gives up (its future dropped) only drops its reply slot; the reply
+//! is read and discarded, and the connection lives on. The task keeps one
+//! timer, armed for the oldest request in flight: when it fires, every
+//! request in flight fails with a timeout and the connection is closed (a
+//! late reply would answer the wrong request).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::proto::{self, Code, Parsed, Reply};
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection had ended before the request was queued: nothing
+    /// was sent, so another connection may take it.
+    NotSent,
+    /// The connection closed (refused, reset, EOF) before the reply came.
+    Closed(String),
+    /// No reply within the timeout.
+    Timeout,
+    /// The server answered with an error, or the stream desynchronised.
+    Protocol(String),
+}
+
+/// How a connection ended, for the server's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Closed while nothing was in flight (server restart, idle timeout, or
+    /// the store dropped): replace it quietly.
+    Idle,
+    /// Closed by the server or the network with requests in flight.
+    Broken(String),
+    /// The oldest request timed out.
+    TimedOut,
+    /// The server sent something that is no reply to what was asked.
+    Desync(String),
+}
+
+/// A request queued on a connection: its bytes (with opaque token) and
+/// where its reply goes.
+pub(crate) struct Request {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) opaque: u32,
+    pub(crate) reply: oneshot::Sender<Result<Reply, Failure>>,
+}
+
+/// The handle callers queue requests through. Cloning is cheap.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    queue: mpsc::Sender<Request>,
+    opaque: Arc<AtomicU32>,
+}
+
+impl Conn {
+    /// Starts the task that drives `stream`; `on_end` runs once when the
+    /// connection ends, and `on_reply` after each reply (health).
+    pub(crate) fn spawn(
+        stream: TcpStream,
+        max_in_flight: usize,
+        op_timeout: Duration,
+        on_reply: impl Fn() + Send + Sync + 'static,
+        on_end: impl FnOnce(Ended) + Send + 'static,
+    ) -> Conn {
+        let (queue, rx) = mpsc::channel(max_in_flight);
+        tokio::spawn(async move {
+            let mut in_flight = VecDeque::new();
+            let (ended, failure) = drive(
+                stream,
+                rx,
+                &mut in_flight,
+                max_in_flight,
+                op_timeout,
+                &on_reply,
+            )
+            .await;
+            // Health first, so a caller that sees its failure also sees the
+            // server marked down.
+            on_end(ended);
+            for request in in_flight {
+                let _ = request.reply.send(Err(failure.clone()));
+            }
+        });
+        Conn {
+            queue,
+            opaque: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Whether the connection's task has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Sends the command that `encode` appends (given the opaque token to
+    /// put in it) and waits for its reply.
+    pub(crate) async fn call(&self, encode: impl Fn(&mut Vec<u8>, u32)) -> Result<Reply, Failure> {
+        let opaque = self.opaque.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(128);
+        encode(&mut bytes, opaque);
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            bytes,
+            opaque,
+            reply,
+        };
+        // A full queue is back-pressure: wait for room. The task bounds the
+        // wait (it fails what it holds when the server stops answering).
+        let queued = match self.queue.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(request)) => {
+                self.queue.send(request).await.map_err(|_| ())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        };
+        if queued.is_err() {
+            return Err(Failure::NotSent);
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Failure::Closed("connection closed".into())))
+    }
+}
+
+struct InFlight {
+    opaque: u32,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Reply, Failure>>,
+}
+
+/// Most bytes written in one go; more queued requests wait for the next.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// The connection closed: quietly when nothing was in flight or queued.
+fn closed(
+    served: bool,
+    in_flight: &mut VecDeque<InFlight>,
+    queue: &mut mpsc::Receiver<Request>,
+    why: String,
+) -> (Ended, Failure) {
+    // Requests queued but not yet written fail with the rest, and count.
+    let now = Instant::now();
+    while let Ok(request) = queue.try_recv() {
+        in_flight.push_back(InFlight {
+            opaque: request.opaque,
+            deadline: now,
+            reply: request.reply,
+        });
+    }
+    let failure = Failure::Closed(why.clone());
+    // A connection closed before it answered anything is a server that
+    // accepts and drops connections, not an idle connection timing out.
+    if in_flight.is_empty() && served {
+        (Ended::Idle, failure)
+    } else {
+        (Ended::Broken(why), failure)
+    }
+}
+
+fn desync(why: String) -> (Ended, Failure) {
+    (Ended::Desync(why.clone()), Failure::Protocol(why))
+}
+
+/// Runs the connection until it ends; returns how, and the failure for the
+/// requests left in `in_flight`.
+async fn drive(
+    stream: TcpStream,
+    mut queue: mpsc::Receiver<Request>,
+    in_flight: &mut VecDeque<InFlight>,
+    max_in_flight: usize,
+    op_timeout: Duration,
+    on_reply: &(impl Fn() + Sync),
+) -> (Ended, Failure) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut written = 0usize;
+    let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut parsed_to = 0usize;
+    let timer = tokio::time::sleep(op_timeout);
+    tokio::pin!(timer);
+    let mut armed_for: Option<Instant> = None;
+    let mut queue_open = true;
+    let mut served = false;
+
+    loop {
+        if !queue_open && in_flight.is_empty() && written == out.len() {
+            // The store dropped every handle and nothing is outstanding.
+            return (Ended::Idle, Failure::Closed("connection closed".into()));
+        }
+        // One timer for the connection, armed for the oldest request.
+        match in_flight.front() {
+            Some(front) if armed_for != Some(front.deadline) => {
+                timer.as_mut().reset(front.deadline);
+                armed_for = Some(front.deadline);
+            }
+            _ => {}
+        }
+        let room = in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES;
+        tokio::select! {
+            biased;
+            read = reader.read_buf(&mut input) => {
+                match read {
+                    Ok(0) => {
+                        let why = "connection closed by the server".to_owned();
+                        return closed(served, in_flight, &mut queue, why);
+                    }
+                    Ok(_) => {}
+                    Err(e) => return closed(served, in_flight, &mut queue, e.to_string()),
+                }
+                loop {
+                    match proto::parse(&input[parsed_to..]) {
+                        Ok(Parsed::Incomplete) => break,
+                        Ok(Parsed::Reply(reply, used)) => {
+                            parsed_to += used;
+                            let Some(request) = in_flight.pop_front() else {
+                                return desync("a reply nobody asked for".into());
+                            };
+                            // `MN` carries no token; everything else must.
+                            if reply.code != Code::Noop && reply.opaque != Some(request.opaque) {
+                                let why = format!(
+                                    "reply for opaque {:?} where {} was expected",
+                                    reply.opaque, request.opaque
+                                );
+                                let _ = request.reply.send(Err(Failure::Protocol(why.clone())));
+                                return desync(why);
+                            }
+                            on_reply();
+                            served = true;
+                            // A dropped receiver is a cancelled caller: nothing to do.
+                            let _ = request.reply.send(Ok(reply));
+                        }
+                        Ok(Parsed::ServerError(message, used)) => {
+                            parsed_to += used;
+                            let Some(request) = in_flight.pop_front() else {
+                                return desync("a reply nobody asked for".into());
+                            };
+                            on_reply();
+                            let _ = request.reply.send(Err(Failure::Protocol(message)));
+                        }
+                        Err(error) => return desync(error.0),
+                    }
+                }
+                if parsed_to == input.len() {
+                    input.clear();
+                    parsed_to = 0;
+                } else if parsed_to > input.capacity() / 2 {
+                    input.drain(..parsed_to);
+                    parsed_to = 0;
+                }
+            }
+            result = writer.write(&out[written..]), if written < out.len() => {
+                match result {
+                    Ok(n) => {
+                        written += n;
+                        if written == out.len() {
+                            out.clear();
+                            written = 0;
+                        }
+                    }
+                    Err(e) => return closed(served, in_flight, &mut queue, e.to_string()),
+                }
+            }
+            request = queue.recv(), if queue_open && room => {
+                let Some(request) = request else {
+                    queue_open = false;
+                    continue;
+                };
+                // Take everything queued meanwhile: one write for all of it.
+                let deadline = Instant::now() + op_timeout;
+                let mut next = Some(request);
+                while let Some(request) = next.take() {
+                    out.extend_from_slice(&request.bytes);
+                    in_flight.push_back(InFlight {
+                        opaque: request.opaque,
+                        deadline,
+                        reply: request.reply,
+                    });
+                    if in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES {
+                        next = queue.try_recv().ok();
+                    }
+                }
+            }
+            () = &mut timer, if !in_flight.is_empty() => {
+                if in_flight.front().is_some_and(|f| f.deadline <= Instant::now()) {
+                    return (Ended::TimedOut, Failure::Timeout);
+                }
+            }
+        }
+    }
+}
