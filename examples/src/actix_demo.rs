@@ -16,6 +16,9 @@ fn respond(reply: Reply) -> HttpResponse {
     if let Some(ct) = reply.content_type {
         response.content_type(ct);
     }
+    if let Some(secs) = reply.retry_after {
+        response.insert_header(("Retry-After", secs.to_string()));
+    }
     response.body(reply.body)
 }
 

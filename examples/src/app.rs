@@ -22,6 +22,8 @@ pub struct Reply {
     pub content_type: Option<&'static str>,
     /// The body.
     pub body: String,
+    /// `Retry-After` seconds, for a 503.
+    pub retry_after: Option<u32>,
 }
 
 impl Reply {
@@ -30,6 +32,7 @@ impl Reply {
             status,
             content_type: Some("application/json"),
             body: value.to_string(),
+            retry_after: None,
         }
     }
 
@@ -38,6 +41,7 @@ impl Reply {
             status: 204,
             content_type: None,
             body: String::new(),
+            retry_after: None,
         }
     }
 
@@ -49,7 +53,10 @@ impl Reply {
 impl From<SessionError> for Reply {
     fn from(e: SessionError) -> Reply {
         tracing::warn!(error = %e, "session error");
-        Reply::json(e.http_status(), &json!({ "error": e.public_message() }))
+        Reply {
+            retry_after: e.retry_after_secs(),
+            ..Reply::json(e.http_status(), &json!({ "error": e.public_message() }))
+        }
     }
 }
 
@@ -87,6 +94,7 @@ pub fn health() -> Reply {
         status: 200,
         content_type: Some("text/plain; charset=utf-8"),
         body: "ok".into(),
+        retry_after: None,
     }
 }
 
@@ -232,6 +240,7 @@ pub async fn page(session: &Session) -> Reply {
             status: 200,
             content_type: Some("text/html; charset=utf-8"),
             body,
+            retry_after: None,
         })
     })
     .await

@@ -27,6 +27,11 @@ fn respond(reply: Reply) -> Response {
             response.headers_mut().remove(header::CONTENT_TYPE);
         }
     }
+    if let Some(secs) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     response
 }
 

@@ -26,6 +26,9 @@ impl<'r> Responder<'r, 'static> for RocketReply {
         if let Some(ct) = reply.content_type {
             response.header(Header::new("Content-Type", ct));
         }
+        if let Some(secs) = reply.retry_after {
+            response.header(Header::new("Retry-After", secs.to_string()));
+        }
         response
             .sized_body(reply.body.len(), Cursor::new(reply.body))
             .ok()

@@ -129,6 +129,11 @@ fn error_response<B: From<String>>(error: &session_core::SessionError) -> http::
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(secs) = error.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     response
 }
 

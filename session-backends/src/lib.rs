@@ -17,7 +17,7 @@
 mod cascade;
 pub mod conformance;
 mod file;
-mod memcache;
+pub(crate) mod memcache;
 mod memory;
 mod ring;
 mod sweeper;
@@ -29,3 +29,29 @@ pub use memcache::{
     MAX_RELATIVE_TTL,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+/// Entry points for fuzz targets and benchmarks. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    /// Parses a stream of memcached meta replies as the connection task
+    /// does; returns how many whole replies it held before it ended, was
+    /// incomplete, or was refused. Panics if the parser claims more bytes
+    /// than it was given or makes no progress.
+    pub fn parse_memcached_replies(mut buf: &[u8]) -> usize {
+        use crate::memcache::proto::{parse, Parsed};
+        let mut replies = 0;
+        loop {
+            let used = match parse(buf) {
+                Ok(Parsed::Reply(_, used)) | Ok(Parsed::ServerError(_, used)) => used,
+                Ok(Parsed::Incomplete) | Err(_) => return replies,
+            };
+            assert!(
+                used > 0 && used <= buf.len(),
+                "parser claimed {used} of {} bytes",
+                buf.len()
+            );
+            buf = &buf[used..];
+            replies += 1;
+        }
+    }
+}

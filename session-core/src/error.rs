@@ -162,6 +162,13 @@ impl SessionError {
         }
     }
 
+    /// The `Retry-After` seconds to send with the error response: 1 for a
+    /// 503 (the store is probed and back within a second of recovering; a
+    /// contended session frees up as fast), none otherwise.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        (self.http_status() == 503).then_some(1)
+    }
+
     /// The JSON body adapters answer with: `{"error": <public message>}`.
     pub fn public_json(&self) -> String {
         serde_json::json!({ "error": self.public_message() }).to_string()

@@ -85,9 +85,19 @@ fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
     }))
 }
 
-fn error_body(error: &session_core::SessionError) -> (Status, String) {
+/// The JSON error response for a session error (with `Retry-After` on a 503).
+fn error_response(error: &session_core::SessionError) -> Response<'static> {
     let status = Status::from_code(error.http_status()).unwrap_or(Status::InternalServerError);
-    (status, error.public_json())
+    let body = error.public_json();
+    let mut response = Response::build();
+    response
+        .status(status)
+        .header(ContentType::JSON)
+        .sized_body(body.len(), Cursor::new(body));
+    if let Some(secs) = error.retry_after_secs() {
+        response.header(Header::new("Retry-After", secs.to_string()));
+    }
+    response.finalize()
 }
 
 #[rocket::async_trait]
@@ -118,11 +128,7 @@ impl Fairing for SessionFairing {
                 }
             }
             Err(e) => {
-                let (status, body) = error_body(&e);
-                *res = Response::new();
-                res.set_status(status);
-                res.set_header(ContentType::JSON);
-                res.set_sized_body(body.len(), Cursor::new(body));
+                *res = error_response(&e);
             }
         }
     }
@@ -166,11 +172,6 @@ impl<'r> FromRequest<'r> for Sessions {
 
 impl<'r> Responder<'r, 'static> for SessionError {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let (status, body) = error_body(&self.0);
-        Response::build()
-            .status(status)
-            .header(ContentType::JSON)
-            .sized_body(body.len(), Cursor::new(body))
-            .ok()
+        Ok(error_response(&self.0))
     }
 }

@@ -361,9 +361,15 @@ async fn demo_answers_503_within_two_seconds_when_memcached_is_unreachable() {
     };
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
-    for servers in [closed, silent_addr] {
+    let cases = [
+        (Framework::Axum, closed.clone()),
+        (Framework::Actix, closed.clone()),
+        (Framework::Rocket, closed),
+        (Framework::Axum, silent_addr),
+    ];
+    for (framework, servers) in cases {
         let server = DemoServer::start(
-            Framework::Axum,
+            framework,
             &[
                 ("SESSION_STORE", "memcache"),
                 ("MEMCACHE_SERVERS", servers.as_str()),
@@ -379,8 +385,13 @@ async fn demo_answers_503_within_two_seconds_when_memcached_is_unreachable() {
                 "{path} took {:?}",
                 started.elapsed()
             );
-            assert_eq!(r.status, 503, "{path}: {}", r.body);
+            assert_eq!(r.status, 503, "{framework:?} {path}: {}", r.body);
             assert_eq!(r.json()["error"], "session store unavailable");
+            assert_eq!(
+                r.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+                Some("1"),
+                "{framework:?}"
+            );
         }
         let r = client.get("/health").await;
         assert_eq!((r.status, r.body.as_str()), (200, "ok"));

@@ -142,6 +142,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "decode_record",
     "cookie_header",
     "engine_request",
+    "memcache_reply",
 ];
 
 fn fuzz_command(args: &[String]) -> ExitCode {

@@ -13,7 +13,7 @@
 //! [`proto`]), which keeps that layer small.
 
 mod conn;
-mod proto;
+pub(crate) mod proto;
 mod server;
 
 use std::fmt;
