@@ -5,22 +5,84 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_backends::{CascadeStore, FileStore, MemcacheStore, MemoryStore};
-use session_core::{KeyRing, SessionConfig, SessionManager};
+use session_backends::{
+    CascadeStore, FileStore, MemcacheStore, MemoryStore, PostgresStore, RedisStore,
+};
+use session_core::{KeyRing, SessionConfig, SessionManager, Store};
 
 /// Where the demo keeps sessions (`SESSION_STORE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
-    /// The embedded memory store.
-    Memory,
     /// Sealed cookies, no server state.
     Cookie,
+    /// Server-side tiers, fastest first: one store alone, or a cascade
+    /// (`memory+memcache+postgres`; `cascade` is `memory+memcache+file`).
+    Tiers(Vec<Tier>),
+}
+
+/// One server-side store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The embedded memory store.
+    Memory,
     /// Memcached (`MEMCACHE_SERVERS`).
     Memcache,
     /// Files under `SESSION_DIR`.
     File,
-    /// Memory in front of memcached in front of files.
-    Cascade,
+    /// Redis (`REDIS_URL`).
+    Redis,
+    /// PostgreSQL (`DATABASE_URL`).
+    Postgres,
+}
+
+impl Tier {
+    fn parse(name: &str) -> Option<Tier> {
+        Some(match name {
+            "memory" => Tier::Memory,
+            "memcache" => Tier::Memcache,
+            "file" => Tier::File,
+            "redis" => Tier::Redis,
+            "postgres" => Tier::Postgres,
+            _ => return None,
+        })
+    }
+}
+
+impl StoreKind {
+    /// `SESSION_STORE`'s value: `cookie`, a store, `cascade`, or tiers
+    /// joined by `+`.
+    fn parse(value: &str) -> Result<StoreKind, String> {
+        match value {
+            "cookie" => return Ok(StoreKind::Cookie),
+            "cascade" => {
+                return Ok(StoreKind::Tiers(vec![
+                    Tier::Memory,
+                    Tier::Memcache,
+                    Tier::File,
+                ]))
+            }
+            _ => {}
+        }
+        let mut tiers = Vec::new();
+        for name in value.split('+').map(str::trim) {
+            let tier = Tier::parse(name).ok_or_else(|| {
+                format!(
+                    "unknown store `{name}` (expected memory, cookie, memcache, file, redis, \
+                     postgres, cascade, or server stores joined by +, fastest first)"
+                )
+            })?;
+            if tiers.contains(&tier) {
+                return Err(format!("`{name}` is listed twice"));
+            }
+            tiers.push(tier);
+        }
+        Ok(StoreKind::Tiers(tiers))
+    }
+
+    /// Whether sessions live on a server (not in the cookie).
+    pub fn server_side(&self) -> bool {
+        matches!(self, StoreKind::Tiers(_))
+    }
 }
 
 /// How the token travels (`SESSION_TRANSPORT`).
@@ -50,6 +112,10 @@ pub struct DemoConfig {
     pub session_dir: PathBuf,
     /// Memcached servers.
     pub memcache_servers: Vec<String>,
+    /// Redis URL.
+    pub redis_url: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
     /// Token transport.
     pub transport: TransportKind,
     /// The key ring from `SESSION_SECRET` and `SESSION_OLD_SECRETS`.
@@ -115,21 +181,18 @@ impl DemoConfig {
                 .parse()
                 .map_err(|_| bad("PORT", format!("`{v}` is not a port number (0-65535)")))?,
         };
-        let store = match var("SESSION_STORE").as_deref().map(str::trim) {
-            None | Some("memory") => StoreKind::Memory,
-            Some("cookie") => StoreKind::Cookie,
-            Some("memcache") => StoreKind::Memcache,
-            Some("file") => StoreKind::File,
-            Some("cascade") => StoreKind::Cascade,
-            Some(other) => {
-                return Err(bad(
-                    "SESSION_STORE",
-                    format!(
-                    "unknown store `{other}` (expected memory, cookie, memcache, file or cascade)"
-                ),
-                ))
-            }
-        };
+        let store = StoreKind::parse(var("SESSION_STORE").as_deref().unwrap_or("memory").trim())
+            .map_err(|e| bad("SESSION_STORE", e))?;
+        let redis_url = var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        // Checked here, so a malformed URL stops start-up naming its variable.
+        RedisStore::builder(redis_url.trim())
+            .build()
+            .map_err(|e| bad("REDIS_URL", e.to_string()))?;
+        let database_url = var("DATABASE_URL")
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        PostgresStore::builder(database_url.trim())
+            .build()
+            .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
         let session_dir = var("SESSION_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("sessions"));
@@ -204,6 +267,8 @@ impl DemoConfig {
             store,
             session_dir,
             memcache_servers,
+            redis_url: redis_url.trim().to_owned(),
+            database_url: database_url.trim().to_owned(),
             transport,
             keys,
             generated_secret,
@@ -230,19 +295,51 @@ impl DemoConfig {
         })
     }
 
+    fn store(&self, tier: Tier) -> Result<Arc<dyn Store>, ConfigError> {
+        // Short timeouts: an unreachable store answers 503 well within two seconds.
+        let timeout = Duration::from_millis(400);
+        Ok(match tier {
+            Tier::Memory => Arc::new(MemoryStore::new()),
+            Tier::Memcache => Arc::new(self.memcache_store()?),
+            Tier::File => Arc::new(self.file_store()?),
+            Tier::Redis => Arc::new(
+                RedisStore::builder(self.redis_url.as_str())
+                    .connect_timeout(timeout)
+                    .op_timeout(timeout)
+                    .build()
+                    .map_err(|e| bad("REDIS_URL", e.to_string()))?,
+            ),
+            Tier::Postgres => Arc::new(
+                PostgresStore::builder(self.database_url.as_str())
+                    .connect_timeout(timeout)
+                    .op_timeout(Duration::from_millis(800))
+                    .create_table(true)
+                    .build()
+                    .map_err(|e| bad("DATABASE_URL", e.to_string()))?,
+            ),
+        })
+    }
+
     /// The session manager this configuration describes.
     pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
         let keys = self.keys.clone();
-        let config = match self.store {
-            StoreKind::Memory => SessionConfig::server(Arc::new(MemoryStore::new()), keys),
+        let config = match &self.store {
             StoreKind::Cookie => SessionConfig::cookie(keys),
-            StoreKind::Memcache => SessionConfig::server(Arc::new(self.memcache_store()?), keys),
-            StoreKind::File => SessionConfig::server(Arc::new(self.file_store()?), keys),
-            StoreKind::Cascade => {
-                let cascade = CascadeStore::builder()
-                    .cache_tier(Arc::new(MemoryStore::new()), CASCADE_CACHE_TTL)
-                    .tier(Arc::new(self.memcache_store()?))
-                    .tier(Arc::new(self.file_store()?))
+            StoreKind::Tiers(tiers) if tiers.len() == 1 => {
+                SessionConfig::server(self.store(tiers[0])?, keys)
+            }
+            StoreKind::Tiers(tiers) => {
+                let mut cascade = CascadeStore::builder();
+                for (i, tier) in tiers.iter().enumerate() {
+                    // A memory tier in front is a per-process cache: its copies
+                    // may lag other servers' writes by at most the cache TTL.
+                    cascade = if i == 0 && *tier == Tier::Memory {
+                        cascade.cache_tier(self.store(*tier)?, CASCADE_CACHE_TTL)
+                    } else {
+                        cascade.tier(self.store(*tier)?)
+                    };
+                }
+                let cascade = cascade
                     .build()
                     .map_err(|e| bad("SESSION_STORE", e.to_string()))?;
                 SessionConfig::server(Arc::new(cascade), keys)
@@ -280,7 +377,17 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(
             (c.port, c.store, c.transport, c.cookie_secure),
-            (3000, StoreKind::Memory, TransportKind::Cookie, false)
+            (
+                3000,
+                StoreKind::Tiers(vec![Tier::Memory]),
+                TransportKind::Cookie,
+                false
+            )
+        );
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            c.database_url,
+            "postgres://postgres@127.0.0.1:5432/postgres"
         );
         assert_eq!(c.idle, Duration::from_secs(1800));
         assert!(c.generated_secret);
@@ -291,7 +398,11 @@ mod tests {
     fn every_bad_value_names_its_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT", "70000"),
-            ("SESSION_STORE", "redis"),
+            ("SESSION_STORE", "mongo"),
+            ("SESSION_STORE", "memory+memory"),
+            ("SESSION_STORE", "memory+"),
+            ("REDIS_URL", "http://nope"),
+            ("DATABASE_URL", "postgres://u@h:port/d"),
             ("SESSION_TRANSPORT", "carrier-pigeon"),
             ("SESSION_SECRET", "c2hvcnQ="),
             ("SESSION_SECRET", "%%%"),
@@ -326,7 +437,17 @@ mod tests {
     fn every_store_builds_without_reaching_its_server() {
         let dir = std::env::temp_dir().join(format!("demo-config-test-{}", std::process::id()));
         let dir = dir.to_str().unwrap();
-        for store in ["memory", "cookie", "memcache", "file", "cascade"] {
+        for store in [
+            "memory",
+            "cookie",
+            "memcache",
+            "file",
+            "cascade",
+            "redis",
+            "postgres",
+            "memory+memcache+postgres",
+            "memcache+redis",
+        ] {
             let config = parse(&[("SESSION_STORE", store), ("SESSION_DIR", dir)]).unwrap();
             config.session_manager().unwrap();
         }

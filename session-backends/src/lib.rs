@@ -19,6 +19,10 @@ pub mod conformance;
 mod file;
 pub(crate) mod memcache;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres_store;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod ring;
 mod sweeper;
 
@@ -29,6 +33,12 @@ pub use memcache::{
     MAX_RELATIVE_TTL,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use postgres_store::{
+    PostgresConfigError, PostgresStore, PostgresStoreBuilder, DEFAULT_MAX_POSTGRES_RECORD,
+};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisConfigError, RedisStore, RedisStoreBuilder, DEFAULT_MAX_REDIS_RECORD};
 
 /// Entry points for fuzz targets and benchmarks. Not a stable API.
 #[doc(hidden)]

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod datastores;
 pub mod memcached;
 pub mod scenarios;
 
@@ -70,13 +71,25 @@ impl Setup {
     /// What the store needs: memcached servers and a directory, shared by
     /// every server started on it (so sessions survive a restart).
     pub fn backing(&self) -> Arc<Backing> {
-        let memcached = matches!(self.store, "memcache" | "cascade").then(memcached::single);
+        let tiers = |name: &str| {
+            self.store == name
+                || self.store.split('+').any(|t| t == name)
+                || (self.store == "cascade" && name == "memcache")
+        };
+        let memcached = tiers("memcache").then(memcached::single);
+        let redis = tiers("redis").then(datastores::redis);
+        let postgres = tiers("postgres").then(datastores::postgres);
         let dir = std::env::temp_dir().join(format!(
             "session-tests-{}-{}",
             std::process::id(),
             BACKING_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        Arc::new(Backing { memcached, dir })
+        Arc::new(Backing {
+            memcached,
+            redis,
+            postgres,
+            dir,
+        })
     }
 
     /// Starts a server with this setup on fresh backing, the fixed secret
@@ -104,6 +117,12 @@ impl Setup {
         if let Some(servers) = &servers {
             vars.push(("MEMCACHE_SERVERS", servers));
         }
+        if let Some(redis) = &backing.redis {
+            vars.push(("REDIS_URL", redis.url()));
+        }
+        if let Some(postgres) = &backing.postgres {
+            vars.push(("DATABASE_URL", postgres.url()));
+        }
         if let Some(old) = old_secrets {
             vars.push(("SESSION_OLD_SECRETS", old));
         }
@@ -120,6 +139,8 @@ static BACKING_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// them is gone.
 pub struct Backing {
     memcached: Option<memcached::Servers>,
+    redis: Option<datastores::Shared<datastores::RedisProcess>>,
+    postgres: Option<datastores::Shared<datastores::PostgresProcess>>,
     dir: std::path::PathBuf,
 }
 

@@ -42,4 +42,11 @@ contract! {
     rocket_memory_header => Setup::new(Framework::Rocket, "memory", "header");
     rocket_memcache => Setup::new(Framework::Rocket, "memcache", "cookie");
     rocket_cascade => Setup::new(Framework::Rocket, "cascade", "cookie");
+    axum_redis => Setup::new(Framework::Axum, "redis", "cookie");
+    actix_redis => Setup::new(Framework::Actix, "redis", "cookie");
+    rocket_redis => Setup::new(Framework::Rocket, "redis", "header");
+    axum_postgres => Setup::new(Framework::Axum, "postgres", "cookie");
+    actix_postgres => Setup::new(Framework::Actix, "postgres", "header");
+    rocket_postgres => Setup::new(Framework::Rocket, "postgres", "cookie");
+    axum_memory_memcache_postgres => Setup::new(Framework::Axum, "memory+memcache+postgres", "cookie");
 }

@@ -159,3 +159,13 @@ async fn a_sealed_cookie_session_moves_between_frameworks() {
 async fn a_cascade_session_moves_between_frameworks() {
     share_sessions("cascade").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_session_moves_between_frameworks() {
+    share_sessions("redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_session_moves_between_frameworks() {
+    share_sessions("postgres").await;
+}

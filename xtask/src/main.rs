@@ -2,8 +2,9 @@
 //!
 //! - `ci`: formatting, clippy (warnings denied), every test (unit, doc,
 //!   trybuild, conformance, cross-framework), and docs (warnings denied),
-//!   with memcached found or installed and started on free loopback ports for
-//!   the tests, and stopped at the end whatever happened. Prints a summary.
+//!   with memcached, Redis and PostgreSQL found or installed and started on
+//!   free loopback ports for the tests, and stopped at the end whatever
+//!   happened. Prints a summary.
 //! - `memcached`: starts the test memcached instances and prints their
 //!   environment, for running tests by hand; Ctrl-C stops them.
 //! - `bench [--seconds N] [--rounds N]`: builds release servers (our three
@@ -16,6 +17,7 @@
 //!   and reports executions and crashes. `ci` runs each for 30 s.
 
 mod bench;
+mod datastores;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -83,6 +85,14 @@ fn ci() -> ExitCode {
         }
     };
 
+    let datastores = match datastores::Datastores::start() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("xtask ci: redis/postgres: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run_step(&mut steps, "fmt", fmt);
@@ -101,6 +111,7 @@ fn ci() -> ExitCode {
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     memcached.export(&mut test);
+    datastores.export(&mut test);
     run_step(
         &mut steps,
         "test (unit, doc, trybuild, conformance, cross-framework)",
@@ -113,6 +124,7 @@ fn ci() -> ExitCode {
     run_step(&mut steps, "doc", doc);
 
     drop(memcached);
+    drop(datastores);
 
     let started = Instant::now();
     let fuzzed = fuzz(FUZZ_TARGETS, 30);
@@ -344,6 +356,11 @@ impl Memcached {
         &self.single.addr
     }
 
+    /// The single instance's process id.
+    fn single_pid(&self) -> u32 {
+        self.single.child.id()
+    }
+
     /// Passes the addresses to tests. Tests that need memcached read
     /// `SESSION_TEST_MEMCACHED`, and fail (never skip) without it under CI.
     fn export(&self, cmd: &mut Command) {
@@ -390,7 +407,7 @@ pub(crate) fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -1,0 +1,393 @@
+//! The Redis store, on redis-rs's [`ConnectionManager`]: one multiplexed
+//! connection that every request shares (commands from concurrent tasks are
+//! pipelined on it, no per-operation checkout), reconnected in the
+//! background after a failure.
+//!
+//! A record is a hash: `v`, its version (an integer that grows with every
+//! write), and `d`, the bytes. Compare-and-swap, create and unconditional
+//! writes are small Lua scripts (one round trip each, atomic on the server);
+//! expiry is `PEXPIRE` with milliseconds left, which every Redis since 2.6
+//! understands (no `PXAT`/`EXAT`, which fail on servers older than 6.2).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use session_core::time::OffsetDateTime;
+use session_core::{
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+};
+
+/// Default largest record (Redis accepts up to 512 MiB; sessions should
+/// never come near this).
+pub const DEFAULT_MAX_REDIS_RECORD: usize = 1 << 20;
+
+/// Writes `ARGV[2]` as the data if the version is still `ARGV[1]`; returns
+/// the new version, or 0 when the record changed or is gone.
+const CAS: &str = r"
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return v
+";
+
+/// Creates the record if absent; returns 1, or 0 when it exists.
+const ADD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// Writes unconditionally (the version still grows, so a concurrent
+/// compare-and-swap sees the change); returns the new version.
+const SET: &str = r"
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'd', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return v
+";
+
+/// Builder of a [`RedisStore`].
+#[derive(Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    connect_timeout: Duration,
+    op_timeout: Duration,
+    max_record_size: usize,
+    seal_at_rest: bool,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced, for logs and `Debug`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A [`RedisStore`] configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConfigError {
+    /// The URL does not parse, or names a scheme this build cannot use
+    /// (`rediss://` needs the `redis-tls` feature).
+    #[error("invalid Redis URL: {0}")]
+    BadUrl(String),
+    /// A size or duration is zero.
+    #[error("`{0}` must be above zero")]
+    Zero(&'static str),
+}
+
+impl RedisStoreBuilder {
+    /// Prefix of every key. Default `session:`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Time allowed to connect. Default 500 ms.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for one command. Default 500 ms.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Largest record written; larger ones fail with
+    /// [`StoreError::TooLarge`] before anything is sent. Default 1 MiB.
+    pub fn max_record_size(mut self, size: usize) -> Self {
+        self.max_record_size = size;
+        self
+    }
+
+    /// Whether records are sealed at rest with the session key ring
+    /// (default true: Redis holds nothing readable or forgeable without the
+    /// key).
+    pub fn seal_at_rest(mut self, seal: bool) -> Self {
+        self.seal_at_rest = seal;
+        self
+    }
+
+    /// Builds the store. No connection is made until the first command, so
+    /// this succeeds while Redis is down (requests then answer 503 until it
+    /// is reachable).
+    ///
+    /// # Errors
+    ///
+    /// A URL that does not parse or needs a feature this build lacks, or a
+    /// zero timeout or size.
+    pub fn build(self) -> Result<RedisStore, RedisConfigError> {
+        if self.max_record_size == 0 {
+            return Err(RedisConfigError::Zero("max_record_size"));
+        }
+        if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(RedisConfigError::Zero("timeout"));
+        }
+        let client =
+            Client::open(self.url.as_str()).map_err(|e| RedisConfigError::BadUrl(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.op_timeout))
+            // Reconnect quickly: a request waits for at most one short try.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(100));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                connection: std::sync::OnceLock::new(),
+                url: redact(&self.url),
+                prefix: self.prefix,
+                op_timeout: self.op_timeout,
+                max_record_size: self.max_record_size,
+                seal_at_rest: self.seal_at_rest,
+                cas: Script::new(CAS),
+                add: Script::new(ADD),
+                set: Script::new(SET),
+            }),
+        })
+    }
+}
+
+/// Sessions in Redis, shared by every server of a deployment and kept
+/// across restarts (as far as Redis persists).
+///
+/// - one multiplexed connection shared by all requests, reconnected after
+///   failures; every command bounded by a timeout; an unreachable server is
+///   [`StoreError::Unavailable`] (503), answered as soon as the connection
+///   attempt fails;
+/// - compare-and-swap in one round trip (a Lua script comparing the stored
+///   version), create-if-absent, touch with `PEXPIRE`, delete;
+/// - a key prefix; records sealed at rest by default; `redis://` URLs with
+///   user and password, `rediss://` with the `redis-tls` feature;
+/// - Redis Cluster is not supported by this store (the keys are single-slot,
+///   but the client here speaks to one server); use one primary with
+///   replicas.
+///
+/// ```no_run
+/// use session_backends::RedisStore;
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .key_prefix("myapp:")
+///     .build()
+///     .unwrap();
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnectionManagerConfig,
+    /// Made on first use: the manager spawns tasks, so it needs the runtime
+    /// that serves requests, which a store built before it does not have.
+    connection: std::sync::OnceLock<ConnectionManager>,
+    url: String,
+    prefix: String,
+    op_timeout: Duration,
+    max_record_size: usize,
+    seal_at_rest: bool,
+    cas: Script,
+    add: Script,
+    set: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.prefix)
+            .field("seal_at_rest", &self.inner.seal_at_rest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A builder for a store at `url` (`redis://[user:password@]host:port[/db]`).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            prefix: "session:".into(),
+            connect_timeout: Duration::from_millis(500),
+            op_timeout: Duration::from_millis(500),
+            max_record_size: DEFAULT_MAX_REDIS_RECORD,
+            seal_at_rest: true,
+        }
+    }
+
+    /// The shared connection (created, not yet connected, on first use).
+    fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        if let Some(c) = self.inner.connection.get() {
+            return Ok(c.clone());
+        }
+        let made = ConnectionManager::new_lazy_with_config(
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        )
+        .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+        Ok(self.inner.connection.get_or_init(|| made).clone())
+    }
+
+    fn key(&self, key: &StoreKey) -> String {
+        let mut k = String::with_capacity(self.inner.prefix.len() + key.as_str().len());
+        k.push_str(&self.inner.prefix);
+        k.push_str(key.as_str());
+        k
+    }
+
+    /// Runs a command with the store's timeout, mapping failures.
+    async fn run<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.op_timeout, call).await {
+            Err(_) => Err(StoreError::Timeout(self.inner.op_timeout)),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.inner.op_timeout)),
+            Ok(Err(e))
+                if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() =>
+            {
+                Err(StoreError::Unavailable(format!(
+                    "redis {}: {e}",
+                    self.inner.url
+                )))
+            }
+            Ok(Err(e)) => Err(StoreError::Backend(format!("redis: {e}"))),
+        }
+    }
+}
+
+/// Milliseconds from now until `expires_at`, at least 1.
+fn millis_left(expires_at: OffsetDateTime) -> i64 {
+    let left = (expires_at - OffsetDateTime::now_utc()).whole_milliseconds();
+    left.clamp(1, i64::MAX as i128) as i64
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        let mut conn = self.connection()?;
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
+            .arg(&key)
+            .arg("v")
+            .arg("d")
+            .cmd("PTTL")
+            .arg(&key);
+        let ((version, data), ttl): ((Option<u64>, Option<Vec<u8>>), i64) =
+            self.run(pipe.query_async(&mut conn)).await?;
+        let (Some(version), Some(data)) = (version, data) else {
+            return Ok(None);
+        };
+        let expires_at = (ttl >= 0)
+            .then(|| OffsetDateTime::now_utc() + session_core::time::Duration::milliseconds(ttl));
+        Ok(Some(StoredRecord::new(data, Version(version), expires_at)))
+    }
+
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        StoreError::check_size(record.len(), self.inner.max_record_size)?;
+        let mut conn = self.connection()?;
+        let key = self.key(key);
+        let ttl = millis_left(expires_at);
+        let version: u64 = match condition {
+            SaveCondition::IfVersion(Version(v)) => {
+                let mut call = self.inner.cas.key(&key);
+                call.arg(v).arg(record).arg(ttl);
+                self.run(call.invoke_async(&mut conn)).await?
+            }
+            SaveCondition::IfAbsent => {
+                let mut call = self.inner.add.key(&key);
+                call.arg(record).arg(ttl);
+                self.run(call.invoke_async(&mut conn)).await?
+            }
+            _ => {
+                let mut call = self.inner.set.key(&key);
+                call.arg(record).arg(ttl);
+                self.run(call.invoke_async(&mut conn)).await?
+            }
+        };
+        Ok(match version {
+            0 => SaveOutcome::Conflict,
+            v => SaveOutcome::Saved(Version(v)),
+        })
+    }
+
+    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
+        let mut conn = self.connection()?;
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(self.key(key)).arg(millis_left(expires_at));
+        let touched: i64 = self.run(cmd.query_async(&mut conn)).await?;
+        Ok(touched == 1)
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let mut conn = self.connection()?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        let _: i64 = self.run(cmd.query_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    fn max_record_size(&self) -> Option<usize> {
+        Some(self.inner.max_record_size)
+    }
+
+    fn seals_at_rest(&self) -> bool {
+        self.inner.seal_at_rest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_debug() {
+        let builder = RedisStore::builder("redis://user:hunter2@127.0.0.1:6379/0");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let store = builder.build().unwrap();
+        let shown = format!("{store:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("user:***@"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for bad in ["", "http://x", "redis://:notaport"] {
+            assert!(RedisStore::builder(bad).build().is_err(), "{bad}");
+        }
+    }
+}

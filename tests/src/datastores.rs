@@ -1,0 +1,318 @@
+//! Real Redis and PostgreSQL processes for tests.
+//!
+//! `cargo xtask ci` starts shared instances and passes their URLs in
+//! `SESSION_TEST_REDIS` and `SESSION_TEST_POSTGRES`. Without them a test
+//! starts a private instance; under `CI=true` their absence is a failure,
+//! never a skip. Fault tests always start their own, to kill and restart.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Waits until `port` accepts connections or `child` exits.
+fn wait_listening(child: &mut Child, port: u16, what: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 20 s");
+}
+
+/// A redis-server on a loopback port, without persistence, killed when
+/// dropped.
+pub struct RedisProcess {
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisProcess {
+    /// Starts redis-server on a free port.
+    pub fn start() -> Self {
+        for _ in 0..10 {
+            let port = free_port();
+            let mut process = RedisProcess {
+                url: format!("redis://127.0.0.1:{port}"),
+                port,
+                child: None,
+            };
+            if process.try_start() {
+                return process;
+            }
+        }
+        panic!("redis-server did not start on any of 10 ports");
+    }
+
+    fn try_start(&mut self) -> bool {
+        self.stop();
+        let mut child = Command::new(redis_binary())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        if wait_listening(&mut child, self.port, "redis-server") {
+            self.child = Some(child);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Kills the process (the port stays reserved for [`restart`](Self::restart)).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub fn restart(&mut self) {
+        assert!(self.try_start(), "redis-server did not restart");
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_binary() -> PathBuf {
+    std::env::var_os("SESSION_TEST_REDIS_BIN")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file()))
+        .expect("redis-server not found: apt-get install redis-server, or run `cargo xtask ci`")
+}
+
+/// The directory of PostgreSQL's server binaries (`initdb`, `postgres`).
+pub fn postgres_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SESSION_TEST_POSTGRES_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("postgres").is_file())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .expect("PostgreSQL not found: apt-get install postgresql, or run `cargo xtask ci`")
+}
+
+/// Runs `program` as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root); `setpriv` execs, so the child is the server.
+fn as_postgres(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Waits until PostgreSQL accepts sessions: it listens before it has
+/// finished starting (and answers "the database system is starting up").
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let ready = Command::new(postgres_bin_dir().join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ready {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("postgres on {port} not ready within 20 s");
+}
+
+/// A private PostgreSQL server: a fresh data directory in a temporary
+/// folder, on a loopback port; stopped and removed when dropped.
+pub struct PostgresProcess {
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PostgresProcess {
+    /// Initialises a data directory and starts the server.
+    pub fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir =
+            std::env::temp_dir().join(format!("session-pg-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("data dir");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of {}", dir.display());
+        }
+        let status = as_postgres(&bin.join("initdb"))
+            .args(["-D"])
+            .arg(dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb failed in {}", dir.display());
+        for _ in 0..10 {
+            let port = free_port();
+            let mut process = PostgresProcess {
+                url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                port,
+                dir: dir.clone(),
+                child: None,
+            };
+            if process.try_start() {
+                return process;
+            }
+            process.dir = PathBuf::new(); // keep the directory for the next try
+        }
+        panic!("postgres did not start on any of 10 ports");
+    }
+
+    fn try_start(&mut self) -> bool {
+        let bin = postgres_bin_dir();
+        let mut child = as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        if wait_listening(&mut child, self.port, "postgres") {
+            wait_ready(self.port);
+            self.child = Some(child);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Stops the server: `fast` is a clean shutdown (SIGINT), otherwise it is
+    /// killed outright (SIGKILL), as a crash would.
+    pub fn stop(&mut self, fast: bool) {
+        if let Some(mut child) = self.child.take() {
+            let signal = if fast { "-INT" } else { "-KILL" };
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+            if !fast {
+                // The postmaster's children die with it, shortly.
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = std::fs::remove_file(self.dir.join("data/postmaster.pid"));
+            }
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.try_start(), "postgres did not restart");
+    }
+}
+
+impl Drop for PostgresProcess {
+    fn drop(&mut self) {
+        self.stop(true);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A shared server from the environment, or a private one held by the
+/// returned guard.
+pub enum Shared<P> {
+    /// From `cargo xtask ci`.
+    Env(String),
+    /// Started for this test.
+    Own(P),
+}
+
+impl Shared<RedisProcess> {
+    /// The URL to use.
+    pub fn url(&self) -> &str {
+        match self {
+            Shared::Env(url) => url,
+            Shared::Own(p) => &p.url,
+        }
+    }
+}
+
+impl Shared<PostgresProcess> {
+    /// The URL to use.
+    pub fn url(&self) -> &str {
+        match self {
+            Shared::Env(url) => url,
+            Shared::Own(p) => &p.url,
+        }
+    }
+}
+
+fn from_env<P>(var: &str, start: impl FnOnce() -> P) -> Shared<P> {
+    if let Ok(url) = std::env::var(var) {
+        return Shared::Env(url);
+    }
+    assert!(
+        !in_ci(),
+        "{var} is not set under CI=true: run the tests through `cargo xtask ci`"
+    );
+    Shared::Own(start())
+}
+
+/// The shared Redis (`SESSION_TEST_REDIS`) or a private one.
+pub fn redis() -> Shared<RedisProcess> {
+    from_env("SESSION_TEST_REDIS", RedisProcess::start)
+}
+
+/// The shared PostgreSQL (`SESSION_TEST_POSTGRES`) or a private one.
+pub fn postgres() -> Shared<PostgresProcess> {
+    from_env("SESSION_TEST_POSTGRES", PostgresProcess::start)
+}
