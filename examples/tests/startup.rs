@@ -55,7 +55,10 @@ fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::pr
 fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
     let secret_31 = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MA=="; // 31 bytes
     let cases: &[(&str, &str)] = &[
-        ("SESSION_STORE", "redis"),
+        ("SESSION_STORE", "mongo"),
+        ("SESSION_STORE", "memory+memory"),
+        ("REDIS_URL", "http://not-redis"),
+        ("DATABASE_URL", "postgres://u@h:port/d"),
         ("SESSION_SECRET", "not base64!"),
         ("SESSION_SECRET", secret_31),
         ("SESSION_OLD_SECRETS", "c2hvcnQ="),

@@ -110,12 +110,17 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, Desync> {
         value,
     };
     for token in tokens {
-        let (flag, rest) = token.split_at(token.len().min(1));
+        // Flags are one ASCII letter; anything else (even a multi-byte
+        // character, which must not be split) is not a flag we read.
+        let Some(&flag) = token.as_bytes().first().filter(|b| b.is_ascii()) else {
+            continue;
+        };
+        let rest = &token[1..];
         let bad = || Desync(format!("bad flag {:?}", truncate(token)));
         match flag {
-            "c" => reply.cas = Some(rest.parse().map_err(|_| bad())?),
-            "t" => reply.ttl = Some(rest.parse().map_err(|_| bad())?),
-            "O" => reply.opaque = Some(rest.parse().map_err(|_| bad())?),
+            b'c' => reply.cas = Some(rest.parse().map_err(|_| bad())?),
+            b't' => reply.ttl = Some(rest.parse().map_err(|_| bad())?),
+            b'O' => reply.opaque = Some(rest.parse().map_err(|_| bad())?),
             _ => {}
         }
     }
@@ -123,7 +128,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, Desync> {
 }
 
 fn truncate(line: &str) -> &str {
-    line.get(..40).unwrap_or(line)
+    let mut end = line.len().min(40);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 /// How a `ms` writes.
@@ -273,6 +282,19 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_flag_starting_with_a_multibyte_character_is_skipped_not_split() {
+        // Found by the fuzz target: splitting such a token panicked.
+        let (r, _) = reply(b"EN \xc3\x9c2 O9\r\n");
+        assert_eq!((r.code, r.opaque), (Code::Miss, Some(9)));
+        assert_eq!(
+            crate::internals::parse_memcached_replies(
+                b"VA 2 {{{c160 O7\r\nhi\r\nEN \r \xc3\x9c2 O9\r\n"
+            ),
+            2
+        );
     }
 
     #[test]
