@@ -109,7 +109,10 @@ where
                         let name = HeaderName::from_bytes(header.name().as_bytes());
                         let value = HeaderValue::from_str(header.value());
                         if let (Ok(name), Ok(value)) = (name, value) {
-                            response.headers_mut().append(name, value);
+                            if !(header.only_if_absent() && response.headers().contains_key(&name))
+                            {
+                                response.headers_mut().append(name, value);
+                            }
                         }
                     }
                 }

@@ -103,18 +103,37 @@ impl RequestSessions {
     }
 
     /// Finishes every session (see [`Session::finish`]) and returns the
-    /// headers to add to the response. All sessions are attempted; the first
-    /// error is returned.
+    /// headers to add to the response: tokens, and when a session was read,
+    /// `Vary` on what its token travels in and `Cache-Control: private`
+    /// (as Django and Rails do), so a shared cache never serves one user's
+    /// session to another. All sessions are attempted; the first error is
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// The first session that could not be saved (see
+    /// [`SessionError::http_status`] for the answer to give).
     pub async fn finish(&self) -> Result<Vec<ResponseHeader>, SessionError> {
         let mut headers = Vec::new();
+        let mut cache_headers: Vec<ResponseHeader> = Vec::new();
         let mut first_error = None;
         for session in self.sessions.iter() {
+            if session.was_loaded() {
+                let vary = ResponseHeader::vary(session.config());
+                if !cache_headers.contains(&vary) {
+                    cache_headers.push(vary);
+                }
+            }
             match session.finish().await {
                 Ok(finished) => headers.extend(finished.header),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if !cache_headers.is_empty() {
+            cache_headers.push(ResponseHeader::private_cache());
+            headers.extend(cache_headers);
         }
         match first_error {
             Some(e) => Err(e),

@@ -438,6 +438,20 @@ impl Session {
         Ok(())
     }
 
+    /// Whether this request loaded the session (its response then depends
+    /// on the token). A session in use elsewhere counts as loaded.
+    pub(crate) fn was_loaded(&self) -> bool {
+        self.inner
+            .state
+            .try_lock()
+            .map_or(true, |state| state.loaded.is_some())
+    }
+
+    /// The session's configuration.
+    pub(crate) fn config(&self) -> &SessionConfig {
+        &self.inner.ctx.config
+    }
+
     /// Decides and performs what this request does with the session; call
     /// once, after the handler. Adapters add the returned header to the
     /// response. A second call does nothing.

@@ -18,6 +18,7 @@ const MAX_CANDIDATES: usize = 4;
 pub struct ResponseHeader {
     name: Cow<'static, str>,
     value: String,
+    if_absent: bool,
 }
 
 impl ResponseHeader {
@@ -31,6 +32,37 @@ impl ResponseHeader {
         &self.value
     }
 
+    /// Whether the adapter adds this header only when the response has no
+    /// header of this name yet (`Cache-Control`: the handler's own wins).
+    /// Other headers are appended.
+    pub fn only_if_absent(&self) -> bool {
+        self.if_absent
+    }
+
+    /// `Vary` naming what the session's token travels in: a response that
+    /// depends on the session must not be served to another client by a
+    /// cache.
+    pub(crate) fn vary(config: &SessionConfig) -> Self {
+        let value = match &config.transport {
+            Transport::Cookie => "Cookie".to_owned(),
+            Transport::Header(name) => name.clone(),
+        };
+        ResponseHeader {
+            name: Cow::Borrowed("vary"),
+            value,
+            if_absent: false,
+        }
+    }
+
+    /// `Cache-Control: private`, unless the handler chose its own.
+    pub(crate) fn private_cache() -> Self {
+        ResponseHeader {
+            name: Cow::Borrowed("cache-control"),
+            value: "private".to_owned(),
+            if_absent: true,
+        }
+    }
+
     /// Carries a new or changed token.
     pub(crate) fn token(
         config: &SessionConfig,
@@ -42,10 +74,12 @@ impl ResponseHeader {
             Transport::Cookie => ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
                 value: set_cookie(config, token, persistent.then_some(remaining)),
+                if_absent: false,
             },
             Transport::Header(name) => ResponseHeader {
                 name: Cow::Owned(name.clone()),
                 value: token.to_owned(),
+                if_absent: false,
             },
         };
         if header.value.len() > config.max_header_len {
@@ -77,10 +111,12 @@ impl ResponseHeader {
             Transport::Cookie => ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
                 value: set_cookie(config, "", Some(time::Duration::ZERO)),
+                if_absent: false,
             },
             Transport::Header(name) => ResponseHeader {
                 name: Cow::Owned(name.clone()),
                 value: String::new(),
+                if_absent: false,
             },
         }
     }

@@ -467,9 +467,25 @@ async fn named_sessions_have_their_own_stores_and_options_and_save_together() {
         .unwrap();
     assert!(req.named("missing").is_err());
     let headers = req.finish().await.unwrap();
-    assert_eq!(headers.len(), 3);
+    let names: Vec<&str> = headers.iter().map(|h| h.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "set-cookie",
+            "set-cookie",
+            "set-cookie",
+            "vary",
+            "cache-control"
+        ],
+        "three cookies, then one Vary: Cookie for all and Cache-Control"
+    );
+    assert_eq!(
+        (headers[3].value(), headers[4].value()),
+        ("Cookie", "private")
+    );
+    assert!(headers[4].only_if_absent() && !headers[3].only_if_absent());
     assert_eq!((store_a.len(), store_b.len()), (1, 1));
-    let cookie = headers
+    let cookie = headers[..3]
         .iter()
         .map(|h| h.value().split(';').next().unwrap())
         .collect::<Vec<_>>()

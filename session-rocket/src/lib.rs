@@ -121,6 +121,9 @@ impl Fairing for SessionFairing {
         match sessions.finish().await {
             Ok(headers) => {
                 for header in headers {
+                    if header.only_if_absent() && res.headers().contains(header.name()) {
+                        continue;
+                    }
                     res.adjoin_header(Header::new(
                         header.name().to_owned(),
                         header.value().to_owned(),

@@ -458,3 +458,34 @@ pub async fn contended_counter(setup: &Setup) {
         );
     }
 }
+
+/// Responses that read a session carry `Vary` on the token's carrier and
+/// `Cache-Control: private`; `/health` carries neither.
+pub async fn cache_headers(setup: &Setup) {
+    let server = setup.start(&[]);
+    let client = server.client();
+    let header = |r: &crate::Response, name: &str| -> Vec<String> {
+        r.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    };
+    let carrier = if setup.cookie_transport() {
+        "Cookie"
+    } else {
+        "x-session-token"
+    };
+    let health = client.get("/health").await;
+    assert!(header(&health, "vary").is_empty(), "{:?}", health.headers);
+    assert!(header(&health, "cache-control").is_empty());
+    for path in ["/counter", "/counter/peek", "/whoami"] {
+        let r = client.get(path).await;
+        let vary = header(&r, "vary");
+        assert!(
+            vary.iter().any(|v| v.eq_ignore_ascii_case(carrier)),
+            "{path}: vary {vary:?}"
+        );
+        assert_eq!(header(&r, "cache-control"), ["private"], "{path}");
+    }
+}
