@@ -489,3 +489,27 @@ pub async fn cache_headers(setup: &Setup) {
         assert_eq!(header(&r, "cache-control"), ["private"], "{path}");
     }
 }
+
+/// A session too large for its cookie or store is a 413 with a JSON body,
+/// and the session stays as it was.
+pub async fn too_large(setup: &Setup) {
+    if setup.store.contains('+') || setup.store == "cascade" {
+        return; // a cascade skips a tier for records over its limit
+    }
+    let server = setup.start(&[]);
+    let client = server.client();
+    client.get("/counter").await;
+    // Over the 4096-byte cookie limit; over the stores' 1 MiB record limit.
+    let size = if setup.server_side() {
+        1_200_000
+    } else {
+        5_000
+    };
+    let r = client
+        .post_raw("/kv/big", &format!("\"{}\"", "x".repeat(size)))
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.json()["error"].is_string(), "{}", r.body);
+    assert_eq!(client.get("/kv/big").await.status, 404);
+    assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}));
+}

@@ -12,7 +12,7 @@ macro_rules! contract {
 
             contract!(@tests health counter key_values bad_json login_and_whoami flashes
                 remember_me cookie_attributes logout bad_tokens page concurrent_writes
-                key_rotation contended_writers contended_counter cache_headers);
+                key_rotation contended_writers contended_counter cache_headers too_large);
         }
     )*};
     (@tests $($scenario:ident)*) => {$(

@@ -282,14 +282,24 @@ async fn drive(
                 // Take everything queued meanwhile: one write for all of it.
                 let deadline = Instant::now() + op_timeout;
                 let mut next = Some(request);
-                while let Some(request) = next.take() {
-                    out.extend_from_slice(&request.bytes);
-                    in_flight.push_back(InFlight {
-                        opaque: request.opaque,
-                        deadline,
-                        reply: request.reply,
-                    });
-                    if in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES {
+                for round in 0..2 {
+                    while let Some(request) = next.take() {
+                        out.extend_from_slice(&request.bytes);
+                        in_flight.push_back(InFlight {
+                            opaque: request.opaque,
+                            deadline,
+                            reply: request.reply,
+                        });
+                        if in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES {
+                            next = queue.try_recv().ok();
+                        }
+                    }
+                    if round == 0 {
+                        // One scheduling round before writing: requests woken
+                        // with this task queue their commands meanwhile, and
+                        // go out in the same write (measured: fewer writes
+                        // per request under load).
+                        tokio::task::yield_now().await;
                         next = queue.try_recv().ok();
                     }
                 }
