@@ -62,6 +62,10 @@ async fn page(s: Session) -> HttpResponse {
 /// The demo's routes.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        // Bodies up to 2 MiB, as the axum and Rocket demos read: a value too
+        // large for the session is then the store's 413 with a JSON body,
+        // not actix's own plain-text one at 256 KiB.
+        .app_data(web::PayloadConfig::new(2 * 1024 * 1024))
         .route("/health", web::get().to(health))
         .route("/counter", web::get().to(counter))
         .route("/counter/peek", web::get().to(counter_peek))
