@@ -10,6 +10,7 @@
 
 pub mod datastores;
 pub mod memcached;
+pub mod outage;
 pub mod scenarios;
 
 use std::collections::HashMap;

@@ -38,7 +38,8 @@ impl Drop for Datastores {
     }
 }
 
-fn apt_install(packages: &[&str]) -> Result<(), String> {
+/// Installs Debian packages (trying without, then with, `apt-get update`).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<(), String> {
     println!("installing {} from Debian's packages", packages.join(" "));
     let apt = |args: &[&str]| {
         Command::new("apt-get")

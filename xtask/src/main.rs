@@ -375,19 +375,7 @@ fn find_or_install_memcached() -> Result<PathBuf, String> {
     if let Some(found) = which("memcached") {
         return Ok(found);
     }
-    println!("memcached not found: installing the Debian package");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !(apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "memcached"])) {
-        return Err("memcached is not installed and `apt-get install memcached` failed".into());
-    }
+    datastores::apt_install(&["memcached"])?;
     which("memcached").ok_or_else(|| "memcached still not found after installing".into())
 }
 

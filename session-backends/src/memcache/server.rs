@@ -8,7 +8,7 @@
 //! - three timeouts in a row: down;
 //! - while down, requests fail at once (no connection attempt) and one
 //!   background prober per server connects and sends `mn` every ~250 ms
-//!   (with jitter, slowing to 1 s during long outages); its first success
+//!   (±20 % jitter, slowing to 800 ms during long outages); its first success
 //!   puts the server back, its connection first in service.
 //!
 //! A connection the server closed while idle is replaced by the next request
@@ -28,9 +28,11 @@ use super::Credentials;
 
 /// Timeouts in a row that mark a server down.
 const TIMEOUTS_TO_DOWN: u32 = 3;
-/// First and longest pause between probes of a down server.
+/// First and longest pause between probes of a down server; with ±20 %
+/// jitter the longest stays under a second, so a server is back within a
+/// second of accepting connections however long it was down.
 const PROBE_FIRST: Duration = Duration::from_millis(250);
-const PROBE_MAX: Duration = Duration::from_secs(1);
+const PROBE_MAX: Duration = Duration::from_millis(800);
 
 /// How the store reaches a server.
 #[derive(Debug, Clone)]
