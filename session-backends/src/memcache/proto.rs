@@ -60,6 +60,8 @@ pub(crate) struct Desync(pub(crate) String);
 
 /// Longest reply line accepted (flags included); memcached's are far shorter.
 const MAX_LINE: usize = 1024;
+/// Largest value accepted in a reply: memcached's largest item size.
+const MAX_VALUE: usize = 1 << 30;
 
 /// Parses the reply at the start of `buf`.
 pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, Desync> {
@@ -92,6 +94,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Parsed, Desync> {
             .next()
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| Desync("VA without a length".into()))?;
+        // memcached's items stop at 1 GiB; a larger length is no reply (and
+        // waiting for it would buffer without bound).
+        if len > MAX_VALUE {
+            return Err(Desync(format!("VA of {len} bytes")));
+        }
         let data_end = consumed + len;
         if buf.len() < data_end + 2 {
             return Ok(Parsed::Incomplete);
@@ -275,6 +282,9 @@ mod tests {
             &b"ERROR\r\n"[..],
             b"CLIENT_ERROR bad command line format\r\n",
             b"VA x\r\n",
+            // Found by the fuzz target: a length of usize::MAX overflowed.
+            b"VA 00000000000000018446744073709551615\r\nhi\r\n",
+            b"VA 1073741825 O1\r\n",
             b"VA 2 O1\r\nhiXX",
             b"HD cZ\r\n",
             b"\xff\xfe\r\n",
