@@ -418,7 +418,7 @@ impl PostgresStore {
             let weak: Weak<Inner> = Arc::downgrade(&self.inner);
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(jitter(interval)).await;
+                    tokio::time::sleep(crate::sweeper::jitter(interval)).await;
                     let Some(inner) = weak.upgrade() else { return };
                     if inner.sweeper_stopped.load(Ordering::Acquire) {
                         return;
@@ -487,15 +487,6 @@ async fn sweep(inner: &Inner) -> Result<u64, StoreError> {
             return Ok(total);
         }
     }
-}
-
-/// `interval` ± 20 %, so servers sweeping one table spread out.
-fn jitter(interval: Duration) -> Duration {
-    let random = std::hash::BuildHasher::hash_one(
-        &foldhash::fast::RandomState::default(),
-        std::time::Instant::now(),
-    );
-    interval.mul_f64(0.8 + 0.4 * (random % 1000) as f64 / 1000.0)
 }
 
 #[async_trait]

@@ -4,6 +4,18 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+/// `period` ± 20 %, for background tasks that repeat (the memcached
+/// prober, the PostgreSQL sweeper) so that many servers and processes
+/// spread out instead of acting in step. Not for secrets: the randomness is
+/// a hash of the clock under a per-process random seed.
+pub(crate) fn jitter(period: Duration) -> Duration {
+    let random = std::hash::BuildHasher::hash_one(
+        &foldhash::fast::RandomState::default(),
+        std::time::Instant::now(),
+    );
+    period.mul_f64(0.8 + 0.4 * (random % 1000) as f64 / 1000.0)
+}
+
 /// Shortest sweep interval the builders accept.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
 

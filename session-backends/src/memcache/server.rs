@@ -265,7 +265,7 @@ async fn read_line(stream: &mut TcpStream) -> Result<String, String> {
 async fn probe(server: Weak<Server>) {
     let mut pause = PROBE_FIRST;
     loop {
-        tokio::time::sleep(jitter(pause)).await;
+        tokio::time::sleep(crate::sweeper::jitter(pause)).await;
         let Some(this) = server.upgrade() else { return };
         match check(&this).await {
             Ok(conn) => {
@@ -293,12 +293,4 @@ async fn check(server: &Server) -> Result<Conn, String> {
         return Err("unexpected answer to mn".to_owned());
     }
     Ok(conn)
-}
-
-/// `pause` ± 20 %, so probes of many servers (and processes) spread out.
-fn jitter(pause: Duration) -> Duration {
-    let spread = foldhash::fast::RandomState::default();
-    let random = std::hash::BuildHasher::hash_one(&spread, std::time::Instant::now());
-    let fraction = (random % 1000) as f64 / 1000.0; // 0..1
-    pause.mul_f64(0.8 + 0.4 * fraction)
 }
