@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -172,11 +173,9 @@ where
             match sessions.finish().await {
                 Ok(headers) => {
                     for header in headers {
-                        let name = HeaderName::from_bytes(header.name().as_bytes());
-                        let value = HeaderValue::from_str(header.value());
-                        if let (Ok(name), Ok(value)) = (name, value) {
-                            if !(header.only_if_absent() && response.headers().contains_key(&name))
-                            {
+                        let if_absent = header.only_if_absent();
+                        if let Some((name, value)) = header_parts(header) {
+                            if !(if_absent && response.headers().contains_key(&name)) {
                                 response.headers_mut().append(name, value);
                             }
                         }
@@ -267,4 +266,19 @@ impl ResponseError for SessionError {
             .content_type("application/json")
             .body(self.0.public_json())
     }
+}
+
+/// The core's header as this framework's types; fixed text is used in place
+/// (`from_static`) and owned text is moved, so nothing is copied.
+fn header_parts(header: session_core::ResponseHeader) -> Option<(HeaderName, HeaderValue)> {
+    let (name, value) = header.into_parts();
+    let name = match name {
+        Cow::Borrowed(name) => HeaderName::from_static(name),
+        Cow::Owned(name) => HeaderName::try_from(name).ok()?,
+    };
+    let value = match value {
+        Cow::Borrowed(value) => HeaderValue::from_static(value),
+        Cow::Owned(value) => HeaderValue::try_from(value).ok()?,
+    };
+    Some((name, value))
 }

@@ -9,7 +9,7 @@ use foldhash::fast::RandomState;
 use hashbrown::hash_map::{HashMap, RawEntryMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use session_core::time::OffsetDateTime;
 use session_core::{
@@ -175,7 +175,11 @@ impl MemoryStoreBuilder {
 }
 
 fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    // `SystemTime` rather than `OffsetDateTime`: no calendar fields, no
+    // 128-bit division on every load.
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        d.as_secs() as i64 * 1000 + i64::from(d.subsec_millis())
+    })
 }
 
 fn to_ms(t: OffsetDateTime) -> i64 {

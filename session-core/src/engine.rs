@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, Transport};
 use crate::error::{ConfigError, SessionError};
 use crate::session::Session;
 use crate::transport::{read_tokens, ResponseHeader};
@@ -51,6 +51,40 @@ impl SessionManager {
     /// The names of the configured sessions, primary first.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.configs.iter().map(|c| c.name.as_str())
+    }
+
+    /// The request headers that can carry a token, each named once: `cookie`
+    /// when a session uses the cookie transport, then the header transports'
+    /// names. For adapters whose framework hands out headers by value, so
+    /// they can pass [`start`](Self::start) just these.
+    ///
+    /// ```
+    /// use session_core::{KeyRing, SessionConfig, SessionManager};
+    ///
+    /// let keys = KeyRing::generate().unwrap();
+    /// let manager = SessionManager::new(SessionConfig::cookie(keys.clone()))?
+    ///     .with_session(SessionConfig::cookie(keys.clone()).name("prefs"))?
+    ///     .with_session(SessionConfig::cookie(keys).name("api").header_transport("X-Api-Session"))?;
+    /// assert_eq!(manager.token_headers().collect::<Vec<_>>(), ["cookie", "X-Api-Session"]);
+    /// # Ok::<(), session_core::ConfigError>(())
+    /// ```
+    pub fn token_headers(&self) -> impl Iterator<Item = &str> {
+        let configs = &self.configs;
+        let cookie = configs
+            .iter()
+            .any(|c| c.transport == Transport::Cookie)
+            .then_some("cookie");
+        let headers = configs.iter().enumerate().filter_map(move |(i, c)| {
+            let Transport::Header(name) = &c.transport else {
+                return None;
+            };
+            let seen = name.eq_ignore_ascii_case("cookie")
+                || configs[..i].iter().any(
+                    |e| matches!(&e.transport, Transport::Header(n) if n.eq_ignore_ascii_case(name)),
+                );
+            (!seen).then_some(name.as_str())
+        });
+        cookie.into_iter().chain(headers)
     }
 
     /// Starts a request: reads its tokens from `headers` (name, value pairs)

@@ -17,7 +17,9 @@ const MAX_CANDIDATES: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHeader {
     name: Cow<'static, str>,
-    value: String,
+    // Borrowed for the fixed values (`Vary`, `Cache-Control`), so adapters
+    // that take `into_parts` copy nothing for them.
+    value: Cow<'static, str>,
     if_absent: bool,
 }
 
@@ -39,13 +41,19 @@ impl ResponseHeader {
         self.if_absent
     }
 
+    /// The name and value, moved out: static text stays borrowed, so an
+    /// adapter can build its header types without copying it.
+    pub fn into_parts(self) -> (Cow<'static, str>, Cow<'static, str>) {
+        (self.name, self.value)
+    }
+
     /// `Vary` naming what the session's token travels in: a response that
     /// depends on the session must not be served to another client by a
     /// cache.
     pub(crate) fn vary(config: &SessionConfig) -> Self {
         let value = match &config.transport {
-            Transport::Cookie => "Cookie".to_owned(),
-            Transport::Header(name) => name.clone(),
+            Transport::Cookie => Cow::Borrowed("Cookie"),
+            Transport::Header(name) => Cow::Owned(name.clone()),
         };
         ResponseHeader {
             name: Cow::Borrowed("vary"),
@@ -58,7 +66,7 @@ impl ResponseHeader {
     pub(crate) fn private_cache() -> Self {
         ResponseHeader {
             name: Cow::Borrowed("cache-control"),
-            value: "private".to_owned(),
+            value: Cow::Borrowed("private"),
             if_absent: true,
         }
     }
@@ -73,12 +81,12 @@ impl ResponseHeader {
         let header = match &config.transport {
             Transport::Cookie => ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
-                value: set_cookie(config, token, persistent.then_some(remaining)),
+                value: Cow::Owned(set_cookie(config, token, persistent.then_some(remaining))),
                 if_absent: false,
             },
             Transport::Header(name) => ResponseHeader {
                 name: Cow::Owned(name.clone()),
-                value: token.to_owned(),
+                value: Cow::Owned(token.to_owned()),
                 if_absent: false,
             },
         };
@@ -110,12 +118,12 @@ impl ResponseHeader {
         match &config.transport {
             Transport::Cookie => ResponseHeader {
                 name: Cow::Borrowed("set-cookie"),
-                value: set_cookie(config, "", Some(time::Duration::ZERO)),
+                value: Cow::Owned(set_cookie(config, "", Some(time::Duration::ZERO))),
                 if_absent: false,
             },
             Transport::Header(name) => ResponseHeader {
                 name: Cow::Owned(name.clone()),
-                value: String::new(),
+                value: Cow::Borrowed(""),
                 if_absent: false,
             },
         }

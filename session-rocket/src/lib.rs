@@ -75,12 +75,13 @@ fn slot<'r>(req: &'r Request<'_>) -> &'r SessionsSlot {
 fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
     let manager = req.rocket().state::<SessionManager>()?;
     Some(slot(req).0.get_or_init(|| {
-        // Rocket hands out headers by value: hold them while the core reads.
-        let headers: Vec<Header<'_>> = req.headers().iter().collect();
+        // Rocket hands out whole headers by value, but values by name by
+        // reference: look up just the headers that can carry a token.
+        let headers = req.headers();
         manager.start(
-            headers
-                .iter()
-                .map(|h| (h.name().as_str(), h.value().as_bytes())),
+            manager
+                .token_headers()
+                .flat_map(|name| headers.get(name).map(move |value| (name, value.as_bytes()))),
         )
     }))
 }
@@ -124,10 +125,9 @@ impl Fairing for SessionFairing {
                     if header.only_if_absent() && res.headers().contains(header.name()) {
                         continue;
                     }
-                    res.adjoin_header(Header::new(
-                        header.name().to_owned(),
-                        header.value().to_owned(),
-                    ));
+                    // Moved, not copied: fixed names and values stay borrowed.
+                    let (name, value) = header.into_parts();
+                    res.adjoin_header(Header::new(name, value));
                 }
             }
             Err(e) => {

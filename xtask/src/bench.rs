@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: our three demos on the memory, cookie, memcache,
 //! Redis and PostgreSQL stores, and the peer libraries (in-process and on
 //! Redis), loaded over loopback by wrk, round by round, with the CPU time
-//! the server and its store process spent per request.
+//! the server and its store process spent per request, and the instructions
+//! per request of the in-process servers under callgrind
+//! ([`crate::instructions`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,6 +13,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::datastores::Datastores;
+use crate::instructions;
 use crate::{cargo, free_port, which, workspace_root, Memcached};
 
 const ROUTES: [&str; 3] = ["/health", "/counter/peek", "/counter"];
@@ -23,6 +26,10 @@ struct Options {
     rounds: usize,
     connections: usize,
     out: PathBuf,
+    /// Count instructions per request under callgrind (in-process stores).
+    instructions: bool,
+    /// Only the callgrind counts, printed, no wrk runs.
+    instructions_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -31,6 +38,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         rounds: 3,
         connections: 64,
         out: workspace_root().join("BENCHMARKS.md"),
+        instructions: true,
+        instructions_only: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -42,6 +51,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 options.connections = value()?.parse().map_err(|_| "bad --connections")?
             }
             "--out" => options.out = PathBuf::from(value()?),
+            "--no-instructions" => options.instructions = false,
+            "--instructions-only" => options.instructions_only = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -432,8 +443,34 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
     }
 }
 
-fn run(options: &Options) -> Result<(), String> {
-    let wrk = ensure_wrk()?;
+/// Instructions per request of `ROUTES`, per server index, for the servers
+/// whose store lives in the process (ours and the peers of each framework).
+type Counts = BTreeMap<usize, Vec<u64>>;
+
+fn count_instructions(servers: &[Server]) -> Result<Counts, String> {
+    instructions::ensure_valgrind()?;
+    let mut counts = Counts::new();
+    for (i, server) in servers.iter().enumerate() {
+        if !matches!(server.store, "memory" | "cookie") {
+            continue;
+        }
+        let per_route = instructions::measure(&server.binary, &server.env, &ROUTES)?;
+        println!(
+            "{:<40} instructions/request {}",
+            server.name,
+            ROUTES
+                .iter()
+                .zip(&per_route)
+                .map(|(route, n)| format!("{route} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        counts.insert(i, per_route);
+    }
+    Ok(counts)
+}
+
+fn build_servers() -> Result<(), String> {
     println!("==> building release servers");
     let built = cargo()
         .args(["build", "--release", "-p", "examples", "--bins"])
@@ -449,6 +486,18 @@ fn run(options: &Options) -> Result<(), String> {
     if !built.is_ok_and(|s| s.success()) {
         return Err("building the peer servers failed".into());
     }
+    Ok(())
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    if options.instructions_only {
+        build_servers()?;
+        println!("==> instructions per request under callgrind");
+        count_instructions(&servers("", "", ""))?;
+        return Ok(());
+    }
+    let wrk = ensure_wrk()?;
+    build_servers()?;
     let memcached = Memcached::start_for_bench()?;
     let datastores = Datastores::start()?;
     let servers = servers(
@@ -481,8 +530,14 @@ fn run(options: &Options) -> Result<(), String> {
         }
     }
     drop(running);
+    let counts = if options.instructions {
+        println!("==> instructions per request under callgrind");
+        count_instructions(&servers)?
+    } else {
+        Counts::new()
+    };
     let memcached_version = version(&memcached.binary.to_string_lossy(), "-V");
-    let report = report(options, &servers, &samples, &memcached_version);
+    let report = report(options, &servers, &samples, &counts, &memcached_version);
     println!("\n{report}");
     std::fs::write(&options.out, &report).map_err(|e| format!("{}: {e}", options.out.display()))?;
     println!("written to {}", options.out.display());
@@ -493,6 +548,7 @@ fn report(
     options: &Options,
     servers: &[Server],
     samples: &BTreeMap<(usize, &str), Vec<Sample>>,
+    counts: &Counts,
     memcached_version: &str,
 ) -> String {
     let med = |i: usize, route: &str, f: fn(&Sample) -> f64| {
@@ -517,14 +573,23 @@ fn report(
         version("wrk", "-v"),
         memcached_version,
     ));
-    out.push_str("| server | /health req/s | /counter/peek req/s | /counter req/s | p50 / p99 /counter (ms) | peek ÷ health | counter ÷ health | CPU µs/req health / peek / counter |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| server | /health req/s | /counter/peek req/s | /counter req/s | p50 / p99 /counter (ms) | peek ÷ health | counter ÷ health | CPU µs/req health / peek / counter | instructions/req health / peek / counter |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (i, server) in servers.iter().enumerate() {
         let health = med(i, "/health", |s| s.rps);
         let peek = med(i, "/counter/peek", |s| s.rps);
         let counter = med(i, "/counter", |s| s.rps);
+        let instructions = counts.get(&i).map_or_else(
+            || "–".to_owned(),
+            |c| {
+                c.iter()
+                    .map(|n| format!("{:.1}k", *n as f64 / 1000.0))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            },
+        );
         out.push_str(&format!(
-            "| {} | {health:.0} | {peek:.0} | {counter:.0} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} |\n",
+            "| {} | {health:.0} | {peek:.0} | {counter:.0} | {:.2} / {:.2} | {:.2} | {:.2} | {:.1} / {:.1} / {:.1} | {instructions} |\n",
             server.name,
             med(i, "/counter", |s| s.p50_ms),
             med(i, "/counter", |s| s.p99_ms),
@@ -544,6 +609,25 @@ fn report(
          of the session cost. Compare `/counter` req/s \
          across servers of one framework for cost; compare ratios with that in mind.\n",
     );
+    if !counts.is_empty() {
+        out.push_str(&format!(
+            "\nInstructions per request: each in-process server under `valgrind --tool=callgrind`, \
+             {} requests per route over one keep-alive connection after a warm-up, all threads \
+             counted, client excluded; the count repeats to within a fraction of a percent from \
+             run to run. Valgrind hides CPU extensions such as SHA-NI, so sha2 runs its portable \
+             code there (natively it does not). Session work per request is a route's count \
+             minus the same server's `/health`:\n\n",
+            instructions::MEASURED
+        ));
+        for (&i, c) in counts {
+            out.push_str(&format!(
+                "- {}: /counter/peek +{:.1}k, /counter +{:.1}k\n",
+                servers[i].name,
+                (c[1] as f64 - c[0] as f64) / 1000.0,
+                (c[2] as f64 - c[0] as f64) / 1000.0,
+            ));
+        }
+    }
     let find = |name: &str| servers.iter().position(|s| s.name == name);
     let ratio = |i: usize, route: &str| med(i, route, |s| s.rps) / med(i, "/health", |s| s.rps);
     let verdict = |ok: bool| if ok { "met" } else { "missed" };

@@ -18,6 +18,7 @@
 
 mod bench;
 mod datastores;
+mod instructions;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
