@@ -1,6 +1,6 @@
 //! The embedded store: sessions in this process's memory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::BuildHasher;
 
 // Store keys are HMAC outputs the client cannot choose, so a fast seeded
@@ -19,16 +19,34 @@ use session_core::{
 /// Entries removed per lock hold by the sweeper, so it never stalls a shard.
 const SWEEP_BATCH: usize = 64;
 
-/// Sessions held in memory: sharded maps, a bound on their number (the
-/// entry closest to expiry is evicted first), a deadline per entry, and a
-/// background thread that removes expired entries a few at a time.
+/// Bytes an entry costs beyond its key and record: the map slot, the `Arc`
+/// header, the expiry index node and the queue slot, rounded up.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// Sessions held in memory: sharded maps, bounds on their number and on
+/// their bytes, a deadline per entry, and a background thread that removes
+/// expired entries a few at a time.
+///
+/// # Eviction
+///
+/// When a bound is reached, sessions that were never used again after they
+/// were written go first, oldest first (a probation queue, as in segmented
+/// LRU and S3-FIFO): a flood of anonymous requests that each create a session
+/// only pushes out its own kind, and a user who came back even once keeps
+/// their session. Sessions used again move to a second queue, evicted only
+/// when probation is empty, each getting a second chance if it was used since
+/// it was last passed over (CLOCK). A read costs one flag write, no
+/// reordering.
 ///
 /// Sessions are lost on restart and not shared between processes; use a
 /// server store for that.
 ///
 /// ```
 /// use session_backends::MemoryStore;
-/// let store = MemoryStore::builder().max_sessions(10_000).build();
+/// let store = MemoryStore::builder()
+///     .max_sessions(10_000)
+///     .max_bytes(64 << 20)
+///     .build();
 /// assert_eq!(store.len(), 0);
 /// ```
 #[derive(Clone)]
@@ -40,6 +58,7 @@ struct Inner {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     max_per_shard: usize,
+    max_bytes_per_shard: usize,
     max_record_size: usize,
     next_version: AtomicU64,
 }
@@ -47,29 +66,75 @@ struct Inner {
 #[derive(Default)]
 struct Shard {
     entries: HashMap<Arc<str>, Entry, RandomState>,
-    /// (expiry in Unix ms, key): the eviction and sweeping order.
+    order: Order,
+}
+
+/// Everything about a shard's entries but the entries: kept apart so an
+/// entry can be held while these are updated.
+#[derive(Default)]
+struct Order {
+    /// (expiry in Unix ms, key): the sweeping order.
     by_expiry: BTreeSet<(i64, Arc<str>)>,
+    /// Entries not used since they were written, oldest first. Items are
+    /// (key, the entry's `id`); an item whose entry is gone or was written
+    /// anew is stale and skipped.
+    probation: VecDeque<(Arc<str>, u64)>,
+    /// Entries used at least once after they were written.
+    protected: VecDeque<(Arc<str>, u64)>,
+    /// Bytes held by the shard's entries, as [`Entry::cost`] counts them.
+    bytes: usize,
 }
 
 struct Entry {
     bytes: Vec<u8>,
     version: u64,
     expires_ms: i64,
+    /// Tells this entry's queue items from those of an earlier entry under
+    /// the same key (the version it was created with).
+    id: u64,
+    /// Used (read, rewritten or touched) since it was written or since
+    /// eviction last passed over it.
+    used: bool,
+}
+
+impl Entry {
+    fn cost(key: &str, len: usize) -> usize {
+        key.len() + len + ENTRY_OVERHEAD
+    }
+}
+
+impl Order {
+    /// Accounts for an entry that left the map.
+    fn forget(&mut self, key: Arc<str>, entry: &Entry) {
+        self.bytes -= Entry::cost(&key, entry.bytes.len());
+        self.by_expiry.remove(&(entry.expires_ms, key));
+    }
+
+    /// Drops stale queue items once they outnumber the live entries, so a
+    /// store that deletes more than it evicts does not grow its queues.
+    fn compact(&mut self, entries: &HashMap<Arc<str>, Entry, RandomState>) {
+        let live = |(key, id): &(Arc<str>, u64)| entries.get(key).is_some_and(|e| e.id == *id);
+        if self.probation.len() + self.protected.len() > 2 * entries.len() + 64 {
+            self.probation.retain(live);
+            self.protected.retain(live);
+        }
+    }
 }
 
 impl Shard {
     fn remove(&mut self, key: &str) -> Option<Entry> {
         let (key, entry) = self.entries.remove_entry(key)?;
-        self.by_expiry.remove(&(entry.expires_ms, key));
+        self.order.forget(key, &entry);
+        self.order.compact(&self.entries);
         Some(entry)
     }
 
     /// The live entry under `key` and its key, in one lookup; an expired
     /// one is removed. Takes the fields apart so the caller can update the
-    /// expiry index while it holds the entry.
+    /// order while it holds the entry.
     fn live<'a>(
         entries: &'a mut HashMap<Arc<str>, Entry, RandomState>,
-        by_expiry: &mut BTreeSet<(i64, Arc<str>)>,
+        order: &mut Order,
         key: &str,
         now_ms: i64,
     ) -> Option<(&'a Arc<str>, &'a mut Entry)> {
@@ -80,24 +145,87 @@ impl Shard {
             }
             RawEntryMut::Occupied(slot) => {
                 let (key, entry) = slot.remove_entry();
-                by_expiry.remove(&(entry.expires_ms, key));
+                order.forget(key, &entry);
                 None
             }
             RawEntryMut::Vacant(_) => None,
         }
     }
 
+    /// Evicts one entry: the oldest never used again, else the first used
+    /// one not used since eviction last passed it. `false` when empty.
+    fn evict_one(&mut self) -> bool {
+        let Shard { entries, order } = self;
+        while let Some((key, id)) = order.probation.pop_front() {
+            match entries.get_mut(&key) {
+                Some(entry) if entry.id == id && entry.used => {
+                    entry.used = false;
+                    order.protected.push_back((key, id));
+                }
+                Some(entry) if entry.id == id => {
+                    let (key, entry) = entries.remove_entry(&key).expect("present");
+                    order.forget(key, &entry);
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        while let Some((key, id)) = order.protected.pop_front() {
+            match entries.get_mut(&key) {
+                Some(entry) if entry.id == id && entry.used => {
+                    entry.used = false;
+                    order.protected.push_back((key, id));
+                }
+                Some(entry) if entry.id == id => {
+                    let (key, entry) = entries.remove_entry(&key).expect("present");
+                    order.forget(key, &entry);
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// Evicts until `more_entries` new entries and `more_bytes` more bytes fit.
+    fn make_room(
+        &mut self,
+        max_entries: usize,
+        max_bytes: usize,
+        more_entries: usize,
+        more_bytes: usize,
+    ) {
+        let mut evicted = 0usize;
+        while (self.entries.len() + more_entries > max_entries
+            || self.order.bytes + more_bytes > max_bytes)
+            && self.evict_one()
+        {
+            evicted += 1;
+        }
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                "memory store full: evicted sessions never used again first"
+            );
+        }
+    }
+
     fn sweep(&mut self, now_ms: i64, max: usize) -> usize {
         let mut removed = 0;
         while removed < max {
-            match self.by_expiry.first() {
+            match self.order.by_expiry.first() {
                 Some((expires, _)) if *expires <= now_ms => {
-                    let (_, key) = self.by_expiry.pop_first().expect("first exists");
-                    self.entries.remove(&key);
+                    let (_, key) = self.order.by_expiry.pop_first().expect("first exists");
+                    if let Some(entry) = self.entries.remove(&key) {
+                        self.order.bytes -= Entry::cost(&key, entry.bytes.len());
+                    }
                     removed += 1;
                 }
                 _ => break,
             }
+        }
+        if removed > 0 {
+            self.order.compact(&self.entries);
         }
         removed
     }
@@ -108,6 +236,7 @@ impl Shard {
 #[must_use]
 pub struct MemoryStoreBuilder {
     max_sessions: usize,
+    max_bytes: usize,
     shards: usize,
     max_record_size: usize,
     sweep_interval: Duration,
@@ -117,6 +246,7 @@ impl Default for MemoryStoreBuilder {
     fn default() -> Self {
         MemoryStoreBuilder {
             max_sessions: 1_000_000,
+            max_bytes: 256 << 20,
             shards: 64,
             max_record_size: 1 << 20,
             sweep_interval: Duration::from_secs(1),
@@ -125,10 +255,21 @@ impl Default for MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// Most sessions held; past it the session closest to expiry is evicted.
-    /// Default 1,000,000.
+    /// Most sessions held; past it, sessions are evicted as the type's docs
+    /// say. Default 1,000,000.
     pub fn max_sessions(mut self, max: usize) -> Self {
         self.max_sessions = max.max(1);
+        self
+    }
+
+    /// Most bytes held by sessions (records, keys and about 160 bytes of
+    /// bookkeeping each); past it, sessions are evicted as the type's docs
+    /// say. Default 256 MiB. Each shard gets an equal share, so fewer shards
+    /// are used when a share would not hold one record of
+    /// [`max_record_size`](Self::max_record_size); a budget below that size
+    /// lowers the record limit to fit.
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max.max(4096);
         self
     }
 
@@ -154,12 +295,24 @@ impl MemoryStoreBuilder {
     /// Builds the store and starts its sweeper thread, which ends by itself
     /// once the store is dropped.
     pub fn build(self) -> MemoryStore {
-        let shards = self.shards.min(self.max_sessions.next_power_of_two());
+        // The largest entry must fit in one shard's share of the bytes.
+        let max_record_size = self
+            .max_record_size
+            .min(self.max_bytes - ENTRY_OVERHEAD - 64);
+        let largest = max_record_size + ENTRY_OVERHEAD + 64;
+        let fitting = (self.max_bytes / largest).max(1);
+        // Largest power of two not above `fitting`.
+        let fitting = 1 << (usize::BITS - 1 - fitting.leading_zeros());
+        let shards = self
+            .shards
+            .min(self.max_sessions.next_power_of_two())
+            .min(fitting);
         let inner = Arc::new(Inner {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: RandomState::default(),
             max_per_shard: self.max_sessions.div_ceil(shards),
-            max_record_size: self.max_record_size,
+            max_bytes_per_shard: self.max_bytes / shards,
+            max_record_size,
             next_version: AtomicU64::new(1),
         });
         crate::sweeper::spawn(
@@ -242,6 +395,16 @@ impl MemoryStore {
             .sum()
     }
 
+    /// Bytes held, as counted against
+    /// [`max_bytes`](MemoryStoreBuilder::max_bytes).
+    pub fn bytes(&self) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).order.bytes)
+            .sum()
+    }
+
     /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -265,6 +428,7 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("shards", &self.inner.shards.len())
             .field("max_per_shard", &self.inner.max_per_shard)
+            .field("max_bytes_per_shard", &self.inner.max_bytes_per_shard)
             .finish_non_exhaustive()
     }
 }
@@ -279,8 +443,13 @@ fn record(entry: &Entry) -> StoredRecord {
 impl Store for MemoryStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut shard = self.inner.shard(key.as_str());
-        let Shard { entries, by_expiry } = &mut *shard;
-        Ok(Shard::live(entries, by_expiry, key.as_str(), now_ms()).map(|(_, e)| record(e)))
+        let Shard { entries, order } = &mut *shard;
+        Ok(
+            Shard::live(entries, order, key.as_str(), now_ms()).map(|(_, entry)| {
+                entry.used = true;
+                record(entry)
+            }),
+        )
     }
 
     async fn save(
@@ -298,29 +467,39 @@ impl Store for MemoryStore {
             SaveCondition::IfVersion(Version(v)) => current == Some(v),
             _ => true,
         };
+        let (max_entries, max_bytes) = (self.inner.max_per_shard, self.inner.max_bytes_per_shard);
         let mut shard = self.inner.shard(key.as_str());
         let shard = &mut *shard;
         if let Some((k, entry)) =
-            Shard::live(&mut shard.entries, &mut shard.by_expiry, key.as_str(), now)
+            Shard::live(&mut shard.entries, &mut shard.order, key.as_str(), now)
         {
             if !allowed(Some(entry.version)) {
                 return Ok(SaveOutcome::Conflict);
             }
             // Rewrite in place: no new key, and the old buffer is reused.
             let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
+            let order = &mut shard.order;
             if entry.expires_ms != expires_ms {
-                shard.by_expiry.remove(&(entry.expires_ms, k.clone()));
-                shard.by_expiry.insert((expires_ms, k.clone()));
+                order.by_expiry.remove(&(entry.expires_ms, k.clone()));
+                order.by_expiry.insert((expires_ms, k.clone()));
                 entry.expires_ms = expires_ms;
             }
+            order.bytes = order.bytes - entry.bytes.len() + bytes.len();
+            let grew = bytes.len() > entry.bytes.len();
             entry.bytes.clear();
             entry.bytes.extend_from_slice(bytes);
             entry.version = version;
+            entry.used = true;
+            if grew {
+                shard.make_room(max_entries, max_bytes, 0, 0);
+            }
             return Ok(SaveOutcome::Saved(Version(version)));
         }
         if !allowed(None) {
             return Ok(SaveOutcome::Conflict);
         }
+        let cost = Entry::cost(key.as_str(), bytes.len());
+        shard.make_room(max_entries, max_bytes, 1, cost);
         let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
         let k: Arc<str> = Arc::from(key.as_str());
         shard.entries.insert(
@@ -329,30 +508,29 @@ impl Store for MemoryStore {
                 bytes: bytes.to_vec(),
                 version,
                 expires_ms,
+                id: version,
+                used: false,
             },
         );
-        shard.by_expiry.insert((expires_ms, k));
-        while shard.entries.len() > self.inner.max_per_shard {
-            let Some((_, victim)) = shard.by_expiry.pop_first() else {
-                break;
-            };
-            shard.entries.remove(&victim);
-            tracing::debug!("memory store full: evicted the session closest to expiry");
-        }
+        let order = &mut shard.order;
+        order.bytes += cost;
+        order.by_expiry.insert((expires_ms, k.clone()));
+        order.probation.push_back((k, version));
         Ok(SaveOutcome::Saved(Version(version)))
     }
 
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
         let expires_ms = to_ms(expires_at);
         let mut shard = self.inner.shard(key.as_str());
-        let Shard { entries, by_expiry } = &mut *shard;
-        let Some((k, entry)) = Shard::live(entries, by_expiry, key.as_str(), now_ms()) else {
+        let Shard { entries, order } = &mut *shard;
+        let Some((k, entry)) = Shard::live(entries, order, key.as_str(), now_ms()) else {
             return Ok(false);
         };
+        entry.used = true;
         let old = std::mem::replace(&mut entry.expires_ms, expires_ms);
         if old != expires_ms {
-            by_expiry.remove(&(old, k.clone()));
-            by_expiry.insert((expires_ms, k.clone()));
+            order.by_expiry.remove(&(old, k.clone()));
+            order.by_expiry.insert((expires_ms, k.clone()));
         }
         Ok(true)
     }
@@ -424,7 +602,7 @@ mod tests {
             .unwrap();
         assert!(
             store.load(&key("b")).await.unwrap().is_none(),
-            "b was closest"
+            "b was never used again"
         );
         let a = store.load(&key("a")).await.unwrap().expect("a kept");
         assert_eq!(a.bytes, b"longer value");
@@ -443,35 +621,94 @@ mod tests {
         assert!(store.load(&key("c")).await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn evicts_the_entry_closest_to_expiry_when_full() {
-        let store = MemoryStore::builder().max_sessions(3).shards(1).build();
-        let now = OffsetDateTime::now_utc();
-        for (k, secs) in [("a", 300), ("b", 100), ("c", 200)] {
-            store
-                .save(
-                    &key(k),
-                    b"x",
-                    now + Duration::from_secs(secs),
-                    SaveCondition::Always,
-                )
-                .await
-                .unwrap();
-        }
+    async fn save_new(store: &MemoryStore, k: &str, bytes: &[u8]) {
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
         store
-            .save(
-                &key("d"),
-                b"x",
-                now + Duration::from_secs(400),
-                SaveCondition::Always,
-            )
+            .save(&key(k), bytes, later, SaveCondition::Always)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn when_full_the_oldest_session_never_used_again_goes_first() {
+        let store = MemoryStore::builder().max_sessions(3).shards(1).build();
+        for k in ["a", "b", "c"] {
+            save_new(&store, k, b"x").await;
+        }
+        // `a` is used again; `b` is now the oldest never used.
+        assert!(store.load(&key("a")).await.unwrap().is_some());
+        save_new(&store, "d", b"x").await;
         assert_eq!(store.len(), 3);
         assert!(store.load(&key("b")).await.unwrap().is_none());
         for k in ["a", "c", "d"] {
             assert!(store.load(&key(k)).await.unwrap().is_some(), "{k}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_new_sessions_leaves_a_session_used_twice_intact() {
+        let store = MemoryStore::builder().max_sessions(64).shards(1).build();
+        save_new(&store, "user", b"logged in").await;
+        for _ in 0..2 {
+            assert!(store.load(&key("user")).await.unwrap().is_some());
+        }
+        for i in 0..10_000 {
+            save_new(&store, &format!("anonymous{i}"), b"{}").await;
+        }
+        assert_eq!(store.len(), 64);
+        let user = store.load(&key("user")).await.unwrap().expect("kept");
+        assert_eq!(user.bytes, b"logged in");
+        // The queues hold no more than the entries they order.
+        let shard = store.inner.shards[0].lock().unwrap();
+        assert!(shard.order.probation.len() + shard.order.protected.len() <= 64);
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_bounds_what_is_held_and_spares_used_sessions() {
+        let store = MemoryStore::builder().max_bytes(1 << 20).build();
+        save_new(&store, "user", &[1; 1000]).await;
+        assert!(store.load(&key("user")).await.unwrap().is_some());
+        let big = vec![7u8; 20_000];
+        for i in 0..1_000 {
+            save_new(&store, &format!("anonymous{i}"), &big).await;
+            assert!(store.bytes() <= 1 << 20, "{} bytes held", store.bytes());
+        }
+        assert!(store.len() < 60, "{} held", store.len());
+        assert!(store.load(&key("user")).await.unwrap().is_some());
+        // A rewrite that grows a record is held to the budget too.
+        save_new(&store, "user", &vec![2; 900_000]).await;
+        assert!(store.bytes() <= 1 << 20);
+        assert_eq!(
+            store.load(&key("user")).await.unwrap().unwrap().bytes.len(),
+            900_000
+        );
+    }
+
+    #[tokio::test]
+    async fn a_budget_smaller_than_a_record_lowers_the_record_limit() {
+        let store = MemoryStore::builder().max_bytes(64 << 10).build();
+        assert!(store.max_record_size().unwrap() < 64 << 10);
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(60);
+        let refused = store
+            .save(&key("k"), &vec![0; 64 << 10], later, SaveCondition::Always)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::TooLarge { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deletes_without_evictions_do_not_grow_the_queues() {
+        let store = MemoryStore::builder().shards(1).build();
+        for i in 0..10_000 {
+            let k = format!("s{i}");
+            save_new(&store, &k, b"x").await;
+            store.delete(&key(&k)).await.unwrap();
+        }
+        assert_eq!(store.bytes(), 0);
+        let shard = store.inner.shards[0].lock().unwrap();
+        assert!(shard.order.probation.len() <= 64 + 1);
     }
 
     #[tokio::test]
