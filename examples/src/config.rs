@@ -195,7 +195,7 @@ impl DemoConfig {
             .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
         let session_dir = var("SESSION_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("sessions"));
+            .unwrap_or_else(default_session_dir);
         let memcache_servers: Vec<String> = var("MEMCACHE_SERVERS")
             .unwrap_or_else(|| "127.0.0.1:11211".into())
             .split(',')
@@ -353,6 +353,24 @@ impl DemoConfig {
             config = config.header_transport(TOKEN_HEADER);
         }
         SessionManager::new(config).map_err(|e| bad("SESSION_STORE", e.to_string()))
+    }
+}
+
+/// The file store's default directory: under the user's state directory
+/// (`$XDG_STATE_HOME`, else `~/.local/state`), else `./sessions`. Never a
+/// fixed path under `/tmp`, which another local user could create first.
+fn default_session_dir() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/state"))
+        });
+    match state {
+        Some(state) => state.join("session-demo/sessions"),
+        None => PathBuf::from("sessions"),
     }
 }
 

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +17,10 @@ const MAGIC: &[u8; 4] = b"SES1";
 const HEADER_LEN: usize = 4 + 8;
 const SUFFIX: &str = ".session";
 const LOCKS: usize = 64;
+const TEMP_PREFIX: &str = ".tmp-";
+/// A temporary file older than this was left by a crash (a write takes
+/// milliseconds): the sweeper removes it.
+const TEMP_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Sessions as files: `<dir>/<store key>.session`.
 ///
@@ -34,6 +38,16 @@ const LOCKS: usize = 64;
 ///   directory may both win a race; share memcached between processes
 ///   instead.
 /// - Records are sealed at rest by default.
+/// - The directory is created with mode 0700 and files with 0600; an
+///   existing directory owned by another user is refused (another local
+///   user could read or plant sessions in it), and one open to others is
+///   narrowed to 0700.
+/// - At most [`max_sessions`](FileStoreBuilder::max_sessions) files (default
+///   100,000): past it, new sessions are refused with
+///   [`StoreError::Unavailable`] (503) after a sweep of expired ones, while
+///   existing sessions keep working, so a flood of anonymous requests cannot
+///   fill the disk or log anyone out.
+/// - Temporary files left by a crash are removed by the sweeper.
 ///
 /// ```no_run
 /// use session_backends::FileStore;
@@ -48,6 +62,11 @@ struct Inner {
     dir: PathBuf,
     max_record_size: usize,
     seal_at_rest: bool,
+    max_sessions: usize,
+    /// Session files in the directory, counted at start and kept up to date
+    /// by this process (another process sharing the directory is not seen
+    /// until the next sweep recounts).
+    sessions: AtomicUsize,
     locks: Vec<Mutex<()>>,
     hasher: RandomState,
     temp_counter: AtomicU64,
@@ -60,6 +79,7 @@ pub struct FileStoreBuilder {
     dir: PathBuf,
     max_record_size: usize,
     seal_at_rest: bool,
+    max_sessions: usize,
     sweep_interval: Duration,
 }
 
@@ -67,6 +87,13 @@ impl FileStoreBuilder {
     /// Largest record accepted. Default 1 MiB.
     pub fn max_record_size(mut self, max: usize) -> Self {
         self.max_record_size = max;
+        self
+    }
+
+    /// Most session files held; past it new sessions are refused (503) and
+    /// existing ones keep working. Default 100,000.
+    pub fn max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max.max(1);
         self
     }
 
@@ -82,14 +109,22 @@ impl FileStoreBuilder {
         self
     }
 
-    /// Creates the directory if needed and starts the sweeper thread (it
-    /// ends by itself once the store is dropped).
+    /// Creates the directory if needed (mode 0700) and starts the sweeper
+    /// thread (it ends by itself once the store is dropped).
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created or read, or it is owned by another
+    /// user (`PermissionDenied`).
     pub fn build(self) -> std::io::Result<FileStore> {
-        fs::create_dir_all(&self.dir)?;
+        private_dir(&self.dir)?;
+        let sessions = count_sessions(&self.dir)?;
         let inner = Arc::new(Inner {
             dir: self.dir,
             max_record_size: self.max_record_size,
             seal_at_rest: self.seal_at_rest,
+            max_sessions: self.max_sessions,
+            sessions: AtomicUsize::new(sessions),
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             temp_counter: AtomicU64::new(0),
@@ -99,13 +134,69 @@ impl FileStoreBuilder {
             self.sweep_interval,
             "session-file-sweeper",
             |inner| {
-                if let Err(e) = inner.sweep() {
+                if let Err(e) = inner.sweep(None) {
                     tracing::warn!(error = %e, "file store sweep failed");
                 }
             },
         );
         Ok(FileStore { inner })
     }
+}
+
+/// Creates `dir` readable by this user only, or checks that an existing one
+/// is this user's and narrows it to 0700.
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    // The process's effective uid owns /proc/self; the directory may
+    // predate us, so its owner is checked rather than assumed.
+    if let Ok(me) = fs::metadata("/proc/self") {
+        if meta.uid() != me.uid() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "session directory {} belongs to another user (uid {}); refusing it",
+                    dir.display(),
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    if meta.mode() & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), "session directory was open to other users; narrowed to 0700");
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)
+}
+
+fn count_sessions(dir: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    for entry in fs::read_dir(dir)? {
+        if entry?
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(SUFFIX))
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 fn io_error(e: std::io::Error) -> StoreError {
@@ -134,9 +225,14 @@ impl Inner {
         Ok(self.dir.join(format!("{}{SUFFIX}", key.as_str())))
     }
 
+    fn lock_index(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % LOCKS
+    }
+
     fn lock(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
-        let index = self.hasher.hash_one(key) as usize % LOCKS;
-        self.locks[index].lock().unwrap_or_else(|p| p.into_inner())
+        self.locks[self.lock_index(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live record in `path`: (version, deadline, bytes).
@@ -169,12 +265,15 @@ impl Inner {
         deadline: SystemTime,
     ) -> std::io::Result<()> {
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let temp = self.dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let temp = self
+            .dir
+            .join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
         let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&temp)?;
             file.write_all(MAGIC)?;
             file.write_all(&version.to_be_bytes())?;
             file.write_all(bytes)?;
@@ -190,15 +289,32 @@ impl Inner {
         result
     }
 
-    fn sweep(&self) -> std::io::Result<usize> {
-        let now = SystemTime::now();
+    /// Removes expired session files and stale temporary files, and
+    /// recounts the sessions. `held` is the key lock the caller holds
+    /// already (the locks are not reentrant).
+    fn sweep(&self, held: Option<usize>) -> std::io::Result<usize> {
+        self.sweep_at(SystemTime::now(), held)
+    }
+
+    fn sweep_at(&self, now: SystemTime, held: Option<usize>) -> std::io::Result<usize> {
         let mut removed = 0;
+        let mut live = 0;
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+            let Some(name) = name.to_str() else {
                 continue;
             };
+            if name.starts_with(TEMP_PREFIX) {
+                if stale_temp(&entry.path(), now) {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Some(key) = name.strip_suffix(SUFFIX) else {
+                continue;
+            };
+            live += 1;
             let expired = |path: &Path| {
                 fs::metadata(path)
                     .and_then(|m| m.modified())
@@ -207,13 +323,65 @@ impl Inner {
             let path = entry.path();
             if expired(&path) {
                 // Re-check under the key's lock, so a concurrent touch wins.
-                let _guard = self.lock(key);
+                let index = self.lock_index(key);
+                let _guard = (held != Some(index))
+                    .then(|| self.locks[index].lock().unwrap_or_else(|p| p.into_inner()));
                 if expired(&path) && fs::remove_file(&path).is_ok() {
                     removed += 1;
+                    live -= 1;
                 }
             }
         }
+        self.sessions.store(live, Ordering::Relaxed);
         Ok(removed)
+    }
+
+    /// Takes a place for a new session file, sweeping once when full;
+    /// `held` is the caller's key lock.
+    fn reserve(&self, held: usize) -> Result<(), StoreError> {
+        let take = || {
+            self.sessions
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < self.max_sessions).then_some(n + 1)
+                })
+                .is_ok()
+        };
+        if take() || (self.sweep(Some(held)).is_ok() && take()) {
+            return Ok(());
+        }
+        tracing::warn!(
+            max_sessions = self.max_sessions,
+            "file store full: new session refused"
+        );
+        Err(StoreError::Unavailable(format!(
+            "file store full ({} sessions)",
+            self.max_sessions
+        )))
+    }
+
+    fn release(&self) {
+        let _ = self
+            .sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// A temporary file whose last status change is older than [`TEMP_MAX_AGE`]
+/// (its modification time is a session deadline, so it cannot tell).
+fn stale_temp(path: &Path, now: SystemTime) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).is_ok_and(|m| {
+            let changed = SystemTime::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
+            now.duration_since(changed)
+                .is_ok_and(|age| age > TEMP_MAX_AGE)
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, now);
+        false
     }
 }
 
@@ -224,13 +392,14 @@ impl FileStore {
             dir: dir.into(),
             max_record_size: 1 << 20,
             seal_at_rest: true,
+            max_sessions: 100_000,
             sweep_interval: Duration::from_secs(60),
         }
     }
 
     /// Removes expired files now; returns how many.
     pub fn sweep_expired(&self) -> std::io::Result<usize> {
-        self.inner.sweep()
+        self.inner.sweep(None)
     }
 
     /// Runs blocking file work off the async runtime.
@@ -295,9 +464,16 @@ impl Store for FileStore {
                 return Ok(SaveOutcome::Conflict);
             }
             let version = current.unwrap_or(0).wrapping_add(1).max(1);
-            inner
-                .write(&path, version, &record, system_time(expires_at))
-                .map_err(io_error)?;
+            // A file that exists but expired still counts until it is swept.
+            let new_file = current.is_none() && !path.exists();
+            if new_file {
+                inner.reserve(inner.lock_index(&key))?;
+            }
+            let written = inner.write(&path, version, &record, system_time(expires_at));
+            if written.is_err() && new_file {
+                inner.release();
+            }
+            written.map_err(io_error)?;
             Ok(SaveOutcome::Saved(Version(version)))
         })
         .await
@@ -328,8 +504,12 @@ impl Store for FileStore {
         self.blocking(move |inner| {
             let _guard = inner.lock(&key);
             match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(e)),
-                _ => Ok(()),
+                Ok(()) => {
+                    inner.release();
+                    Ok(())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error(e)),
             }
         })
         .await
@@ -421,5 +601,99 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    async fn save_new(store: &FileStore, key: &str, secs: u64) -> Result<SaveOutcome, StoreError> {
+        let deadline = OffsetDateTime::now_utc() + Duration::from_secs(secs);
+        store
+            .save(
+                &StoreKey::from_raw(key),
+                b"x",
+                deadline,
+                SaveCondition::Always,
+            )
+            .await
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_directory_and_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("private");
+        let store = FileStore::builder(&dir).build().unwrap();
+        save_new(&store, "k", 60).await.unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("k.session")), 0o600);
+        // An existing directory open to others is narrowed.
+        let open = temp_dir("open");
+        fs::create_dir_all(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        FileStore::builder(&open).build().unwrap();
+        assert_eq!(mode(&open), 0o700);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_directory_owned_by_another_user_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("foreign");
+        fs::create_dir_all(&dir).unwrap();
+        let me = fs::metadata("/proc/self").unwrap().uid();
+        // Only root can give a directory away; as anyone else this test
+        // has nothing to set up (CI runs it as root).
+        if std::os::unix::fs::chown(&dir, Some(me + 1), None).is_err() {
+            assert_ne!(me, 0, "root must be able to chown");
+            return;
+        }
+        let err = FileStore::builder(&dir).build().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        assert!(err.to_string().contains("another user"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_new_sessions_are_refused_and_existing_ones_work() {
+        let dir = temp_dir("cap");
+        let store = FileStore::builder(&dir).max_sessions(3).build().unwrap();
+        for k in ["a", "b", "c"] {
+            save_new(&store, k, 60).await.unwrap();
+        }
+        let refused = save_new(&store, "d", 60).await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused:?}");
+        assert!(refused.to_string().contains("full"), "{refused}");
+        // Rewriting and reading an existing session still work.
+        save_new(&store, "a", 60).await.unwrap();
+        assert!(store
+            .load(&StoreKey::from_raw("a"))
+            .await
+            .unwrap()
+            .is_some());
+        // A delete makes room; so does an expired session, swept when full.
+        store.delete(&StoreKey::from_raw("b")).await.unwrap();
+        save_new(&store, "d", 60).await.unwrap();
+        let soon = OffsetDateTime::now_utc() + Duration::from_millis(50);
+        store
+            .save(&StoreKey::from_raw("c"), b"x", soon, SaveCondition::Always)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        save_new(&store, "e", 60).await.unwrap();
+        // A second store on the directory counts what is there.
+        let again = FileStore::builder(&dir).max_sessions(3).build().unwrap();
+        assert!(save_new(&again, "f", 60).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn temporary_files_left_by_a_crash_are_swept() {
+        let dir = temp_dir("crash");
+        let store = FileStore::builder(&dir).build().unwrap();
+        let left = dir.join(format!("{TEMP_PREFIX}12345-0"));
+        fs::write(&left, b"half a record").unwrap();
+        // Young: may belong to a write in progress.
+        store.sweep_expired().unwrap();
+        assert!(left.exists());
+        let later = SystemTime::now() + TEMP_MAX_AGE + Duration::from_secs(1);
+        store.inner.sweep_at(later, None).unwrap();
+        assert!(!left.exists());
     }
 }
