@@ -61,6 +61,15 @@ fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
         ("DATABASE_URL", "postgres://u@h:port/d"),
         ("SESSION_SECRET", "not base64!"),
         ("SESSION_SECRET", secret_31),
+        // 32 equal bytes: long enough, but nobody drew it at random.
+        (
+            "SESSION_SECRET",
+            "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+        ),
+        (
+            "SESSION_OLD_SECRETS",
+            "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+        ),
         ("SESSION_OLD_SECRETS", "c2hvcnQ="),
         ("SESSION_TRANSPORT", "smoke-signals"),
         ("SESSION_IDLE_SECS", "-5"),

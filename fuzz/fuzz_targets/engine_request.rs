@@ -12,7 +12,7 @@ use session_core::{KeyRing, SessionConfig, SessionManager};
 fn managers() -> &'static [SessionManager; 2] {
     static MANAGERS: OnceLock<[SessionManager; 2]> = OnceLock::new();
     MANAGERS.get_or_init(|| {
-        let keys = KeyRing::from_secret(&[7; 32]).expect("ring");
+        let keys = KeyRing::from_secret(b"test secret number 07, 32 bytes!").expect("ring");
         [
             SessionManager::new(SessionConfig::cookie(keys.clone())).expect("cookie"),
             SessionManager::new(

@@ -24,7 +24,7 @@ async fn through_request(req: HttpRequest) -> HttpResponse {
 fn middleware() -> SessionMiddleware {
     SessionMiddleware::builder(
         Storage::Server(Arc::new(MemoryStore::new())),
-        KeyRing::from_secret(&[3; 32]).unwrap(),
+        KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap(),
     )
     .cookie_secure(false)
     .build()

@@ -28,7 +28,7 @@ async fn named(sessions: Sessions) -> Result<String, SessionError> {
 }
 
 fn manager() -> SessionManager {
-    let keys = KeyRing::from_secret(&[5; 32]).unwrap();
+    let keys = KeyRing::from_secret(b"test secret number 05, 32 bytes!").unwrap();
     SessionManager::new(
         SessionConfig::server(Arc::new(MemoryStore::new()), keys.clone()).cookie_secure(false),
     )

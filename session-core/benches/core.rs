@@ -52,7 +52,7 @@ fn codecs(c: &mut Criterion) {
 }
 
 fn sealing(c: &mut Criterion) {
-    let ring = KeyRing::from_secret(&[7; 32]).unwrap();
+    let ring = KeyRing::from_secret(b"test secret number 07, 32 bytes!").unwrap();
     let mut group = c.benchmark_group("seal");
     for (label, size) in sizes() {
         let payload = internals::encode_values(Codec::Cbor, &values(size)).unwrap();
@@ -79,7 +79,7 @@ fn request(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let keys = KeyRing::from_secret(&[7; 32]).unwrap();
+    let keys = KeyRing::from_secret(b"test secret number 07, 32 bytes!").unwrap();
     let mut group = c.benchmark_group("request");
     let managers = [
         (

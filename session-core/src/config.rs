@@ -364,7 +364,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> SessionConfig {
-        SessionConfig::cookie(KeyRing::from_secret(&[1; 32]).unwrap())
+        SessionConfig::cookie(KeyRing::from_secret(&crate::keys::test_secret(1)).unwrap())
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub enum KeyError {
         /// Minimum length.
         min: usize,
     },
+    /// The secret is long enough but guessable: a short pattern repeated
+    /// (all bytes equal included) or fewer than 8 distinct byte values.
+    #[error(
+        "secret is too weak: {0}; use 32 or more random bytes (e.g. `openssl rand -base64 32`)"
+    )]
+    Weak(&'static str),
     /// The secret is not valid base64.
     #[error("secret is not valid base64")]
     Base64,

@@ -99,8 +99,8 @@ mod tests {
     #[test]
     fn store_key_is_keyed_and_valid() {
         let id = SessionId::generate();
-        let r1 = KeyRing::from_secret(&[1; 32]).unwrap();
-        let r2 = KeyRing::from_secret(&[2; 32]).unwrap();
+        let r1 = KeyRing::from_secret(&crate::keys::test_secret(1)).unwrap();
+        let r2 = KeyRing::from_secret(&crate::keys::test_secret(2)).unwrap();
         let k1 = id.store_key(r1.primary());
         assert_eq!(k1, id.store_key(r1.primary()));
         assert_ne!(k1, id.store_key(r2.primary()));

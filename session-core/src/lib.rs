@@ -203,7 +203,8 @@ pub mod internals {
         use std::sync::{Arc, OnceLock};
         static CONFIGS: OnceLock<Vec<Arc<crate::SessionConfig>>> = OnceLock::new();
         let configs = CONFIGS.get_or_init(|| {
-            let keys = KeyRing::from_secret(&[0u8; 32]).expect("32-byte secret");
+            let keys =
+                KeyRing::from_secret(b"test secret number 00, 32 bytes!").expect("32-byte secret");
             vec![
                 Arc::new(crate::SessionConfig::cookie(keys.clone())),
                 Arc::new(

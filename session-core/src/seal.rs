@@ -320,7 +320,7 @@ mod tests {
     use super::*;
 
     fn ring(byte: u8) -> KeyRing {
-        KeyRing::from_secret(&[byte; 32]).unwrap()
+        KeyRing::from_secret(&crate::keys::test_secret(byte)).unwrap()
     }
 
     const NOW: i64 = 1_800_000_000;
@@ -597,7 +597,9 @@ mod tests {
             NOW + 10,
             b"x",
         );
-        let rotated = ring(2).with_old_secret(&[1u8; 32]).unwrap();
+        let rotated = ring(2)
+            .with_old_secret(&crate::keys::test_secret(1u8))
+            .unwrap();
         let o = open(
             &rotated,
             SealMode::Private,

@@ -215,7 +215,7 @@ mod tests {
     use crate::KeyRing;
 
     fn config() -> SessionConfig {
-        SessionConfig::cookie(KeyRing::from_secret(&[1; 32]).unwrap())
+        SessionConfig::cookie(KeyRing::from_secret(&crate::keys::test_secret(1)).unwrap())
     }
 
     #[test]

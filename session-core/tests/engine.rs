@@ -559,7 +559,7 @@ async fn key_rotation_keeps_users_and_moves_them_to_the_primary_key() {
     let old = SessionManager::new(SessionConfig::server(store.clone(), keys(1))).unwrap();
     let rotated = SessionManager::new(SessionConfig::server(
         store.clone(),
-        keys(2).with_old_secret(&[1; 32]).unwrap(),
+        keys(2).with_old_secret(&common::secret(1)).unwrap(),
     ))
     .unwrap();
     let new_only = SessionManager::new(SessionConfig::server(store.clone(), keys(2))).unwrap();
@@ -590,7 +590,7 @@ async fn key_rotation_keeps_users_and_moves_them_to_the_primary_key() {
 async fn key_rotation_for_cookie_sessions() {
     let old = SessionManager::new(SessionConfig::cookie(keys(1))).unwrap();
     let rotated = SessionManager::new(SessionConfig::cookie(
-        keys(2).with_old_secret(&[1; 32]).unwrap(),
+        keys(2).with_old_secret(&common::secret(1)).unwrap(),
     ))
     .unwrap();
     let new_only = SessionManager::new(SessionConfig::cookie(keys(2))).unwrap();

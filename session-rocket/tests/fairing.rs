@@ -21,7 +21,7 @@ async fn count(session: Session) -> Result<String, SessionError> {
 fn manager() -> SessionManager {
     let config = SessionConfig::server(
         Arc::new(MemoryStore::new()),
-        KeyRing::from_secret(&[3; 32]).unwrap(),
+        KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap(),
     )
     .cookie_secure(false);
     SessionManager::new(config).unwrap()
