@@ -151,6 +151,19 @@ impl SessionConfig {
 
     /// The session's name: the cookie name, and the name bound into its
     /// tokens. Default `sid`.
+    ///
+    /// A `__Host-` prefix is the strongest choice for a cookie: browsers
+    /// then keep it only if it is Secure, host-only and `Path=/`, so a
+    /// sibling subdomain can neither set nor overwrite it. Names with the
+    /// `__Host-` or `__Secure-` prefix are checked against those rules when
+    /// the manager is built ([`ConfigError::InvalidCookie`]).
+    ///
+    /// When a request carries several cookies of this name (a sibling
+    /// subdomain may set one with a longer `Path`, which browsers send
+    /// first), up to 4 are tried in the order sent and the first that opens
+    /// and names a live session wins; ones that do not open are skipped. A
+    /// tossed cookie holding the attacker's own valid session would
+    /// therefore win: the `__Host-` prefix rules that out.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -313,6 +326,9 @@ impl SessionConfig {
                 return Err(ConfigError::InvalidHeader(h.clone()));
             }
         }
+        if self.transport == Transport::Cookie {
+            self.validate_cookie()?;
+        }
         let valid = |d: Duration| d >= Duration::from_secs(1) && d.as_secs() < 100 * 365 * 86_400;
         if !valid(self.idle_timeout) {
             return Err(ConfigError::InvalidDuration("idle_timeout"));
@@ -322,6 +338,54 @@ impl SessionConfig {
         }
         if self.absolute_timeout.is_some_and(|d| !valid(d)) {
             return Err(ConfigError::InvalidDuration("absolute_timeout"));
+        }
+        Ok(())
+    }
+
+    /// What browsers enforce on cookie prefixes and `SameSite=None`, and
+    /// what would split or end the `Set-Cookie` header early.
+    fn validate_cookie(&self) -> Result<(), ConfigError> {
+        let bad = ConfigError::InvalidCookie;
+        let clean = |v: &str| {
+            !v.bytes()
+                .any(|b| b == b';' || b.is_ascii_control() || b.is_ascii_whitespace())
+        };
+        if !self.cookie_path.starts_with('/') || !clean(&self.cookie_path) {
+            return Err(bad(
+                "the path must start with `/` and hold no `;`, space or control character",
+            ));
+        }
+        if self
+            .cookie_domain
+            .as_deref()
+            .is_some_and(|d| d.is_empty() || !clean(d))
+        {
+            return Err(bad(
+                "the domain must be non-empty and hold no `;`, space or control character",
+            ));
+        }
+        // Browsers match the prefixes without regard to case.
+        let prefixed = |prefix: &str| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") {
+            if !self.cookie_secure {
+                return Err(bad("a `__Host-` cookie must be Secure"));
+            }
+            if self.cookie_domain.is_some() {
+                return Err(bad("a `__Host-` cookie must not set a Domain"));
+            }
+            if self.cookie_path != "/" {
+                return Err(bad("a `__Host-` cookie must have Path=/"));
+            }
+        }
+        if prefixed("__Secure-") && !self.cookie_secure {
+            return Err(bad("a `__Secure-` cookie must be Secure"));
+        }
+        if self.same_site == SameSite::None && !self.cookie_secure {
+            return Err(bad("SameSite=None requires Secure"));
         }
         Ok(())
     }
@@ -381,6 +445,56 @@ mod tests {
             .absolute_timeout(Some(Duration::from_millis(5)))
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn cookie_settings_browsers_reject_are_refused() {
+        let base =
+            || SessionConfig::cookie(KeyRing::from_secret(&crate::keys::test_secret(1)).unwrap());
+        let refused = |config: SessionConfig| match config.validate() {
+            Err(ConfigError::InvalidCookie(why)) => why,
+            other => panic!("accepted: {other:?}"),
+        };
+        assert!(base().name("__Host-sid").validate().is_ok());
+        assert!(base()
+            .name("__Secure-sid")
+            .cookie_domain(Some("example.com".into()))
+            .validate()
+            .is_ok());
+        assert!(refused(base().name("__Host-sid").cookie_secure(false)).contains("Secure"));
+        assert!(refused(
+            base()
+                .name("__host-sid")
+                .cookie_domain(Some("example.com".into()))
+        )
+        .contains("Domain"));
+        assert!(refused(base().name("__Host-sid").cookie_path("/app")).contains("Path=/"));
+        assert!(refused(base().name("__SECURE-sid").cookie_secure(false)).contains("Secure"));
+        assert!(
+            refused(base().cookie_same_site(SameSite::None).cookie_secure(false))
+                .contains("SameSite=None")
+        );
+        assert!(base().cookie_same_site(SameSite::None).validate().is_ok());
+        for path in ["/a;b", "/a\r\nSet-Cookie: x=1", "/a b", "relative", ""] {
+            assert!(
+                refused(base().cookie_path(path)).contains("path"),
+                "{path:?}"
+            );
+        }
+        for domain in ["a.com; Secure", "a.com\n", "", "a .com"] {
+            assert!(
+                refused(base().cookie_domain(Some(domain.into()))).contains("domain"),
+                "{domain:?}"
+            );
+        }
+        // Header transport has no cookie to check.
+        assert!(base()
+            .header_transport("x-token")
+            .cookie_path("")
+            .validate()
+            .is_ok());
+        // The manager refuses them at build time.
+        assert!(crate::SessionManager::new(base().name("__Host-sid").cookie_path("/x")).is_err());
     }
 
     #[test]

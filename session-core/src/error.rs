@@ -211,6 +211,13 @@ pub enum ConfigError {
     /// Two sessions share a name.
     #[error("two sessions are named `{0}`")]
     DuplicateName(String),
+    /// Cookie attributes a browser would reject or that would break the
+    /// `Set-Cookie` header: a `__Host-` cookie with a Domain, a Path other
+    /// than `/` or without Secure; a `__Secure-` cookie or `SameSite=None`
+    /// without Secure; `;`, a control character or whitespace in Path or
+    /// Domain. The message says which.
+    #[error("invalid cookie settings: {0}")]
+    InvalidCookie(&'static str),
     /// A duration is zero or out of range.
     #[error("invalid duration for `{0}`")]
     InvalidDuration(&'static str),

@@ -68,9 +68,30 @@ pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
         }
     }
     if let Some(reason) = refused {
-        tracing::warn!(session = %config.name, reason, "session token refused; starting a fresh session");
+        log_refused(&config.name, reason);
     }
     Ok(Loaded::fresh(now_s, config.persistent_by_default))
+}
+
+/// Logs a refused token. Clients choose how many they send, so a flood of
+/// bad tokens must not choose the log's volume: one warning a second at
+/// most, the rest at debug level.
+fn log_refused(name: &str, reason: &'static str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_WARNING: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_WARNING.load(Ordering::Relaxed);
+    if second > last
+        && LAST_WARNING
+            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(session = %name, reason, "session token refused; starting a fresh session (further refusals this second are logged at debug level)");
+    } else {
+        tracing::debug!(session = %name, reason, "session token refused; starting a fresh session");
+    }
 }
 
 /// Finds the session an opened token names; `None` when it is gone.

@@ -966,3 +966,41 @@ async fn endless_conflicts_end_in_a_503_within_the_budget_with_backoff() {
     // Backoff, not a busy loop: at most a few hundred attempts in 1.5 s.
     assert!((5..500).contains(&attempts), "{attempts} attempts");
 }
+
+/// Cookie tossing: a sibling subdomain sets a second cookie of the same name
+/// (browsers send the one with the longer path first). Candidates are tried
+/// in the order sent: one that does not open is skipped, and the first that
+/// opens and names a live session wins.
+#[tokio::test]
+async fn of_several_cookies_with_the_session_name_the_first_live_one_wins() {
+    let env = server_env();
+    let mut victim = Jar::default();
+    let mut attacker = Jar::default();
+    bump(&env, &mut victim).await;
+    for _ in 0..3 {
+        bump(&env, &mut attacker).await;
+    }
+    let read = |cookie: String| {
+        let manager = env.manager.clone();
+        async move {
+            let req = manager.start([("cookie", cookie.as_bytes())]);
+            let n = req.primary().get(&COUNTER).await.unwrap();
+            req.primary().finish().await.unwrap();
+            n
+        }
+    };
+    let victim_cookie = victim.0.clone().unwrap();
+    let attacker_cookie = attacker.0.clone().unwrap();
+    // A forged or stale cookie sent first does not hide the real one.
+    assert_eq!(read(format!("sid=forged; {victim_cookie}")).await, Some(1));
+    // A valid tossed cookie sent first wins: what the `__Host-` prefix,
+    // which a subdomain cannot set, is for (see `SessionConfig::name`).
+    assert_eq!(
+        read(format!("{attacker_cookie}; {victim_cookie}")).await,
+        Some(3)
+    );
+    assert_eq!(
+        read(format!("{victim_cookie}; {attacker_cookie}")).await,
+        Some(1)
+    );
+}

@@ -66,3 +66,37 @@ fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
         );
     }
 }
+
+#[test]
+fn a_flood_of_refused_tokens_gives_at_most_one_warning_a_second() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let env = server_env();
+            for i in 0..500 {
+                let forged = format!("sid=forged{i}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+                peek(&env, &mut Jar(Some(forged))).await;
+            }
+        })
+    });
+    let seconds = started.elapsed().as_secs() + 1;
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings = logs.matches("session token refused").count() as u64;
+    assert!(warnings >= 1, "the first refusal is a warning: {logs}");
+    // One per second the loop spanned (it may straddle a boundary).
+    assert!(
+        warnings <= seconds + 1,
+        "{warnings} warnings in {seconds} s"
+    );
+}
