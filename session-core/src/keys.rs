@@ -12,7 +12,7 @@ use std::sync::Arc;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine as _;
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit as _};
 use sha2::Sha256;
 
 use zeroize::Zeroizing;
@@ -57,9 +57,9 @@ impl DerivedKeys {
         expand(b"aead", &mut okm);
         let aead = Aes256Gcm::new_from_slice(&okm).expect("32-byte AES key");
         expand(b"mac", &mut okm);
-        let mac = <HmacSha256 as Mac>::new_from_slice(&okm).expect("HMAC takes any key length");
+        let mac = HmacSha256::new_from_slice(&okm).expect("HMAC takes any key length");
         expand(b"store-key", &mut okm);
-        let store = <HmacSha256 as Mac>::new_from_slice(&okm).expect("HMAC takes any key length");
+        let store = HmacSha256::new_from_slice(&okm).expect("HMAC takes any key length");
         zeroize::Zeroize::zeroize(&mut okm);
         Ok(DerivedKeys {
             id,

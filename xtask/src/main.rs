@@ -4,7 +4,10 @@
 //!   trybuild, conformance, cross-framework), and docs (warnings denied),
 //!   with memcached, Redis and PostgreSQL found or installed and started on
 //!   free loopback ports for the tests, and stopped at the end whatever
-//!   happened. Prints a summary.
+//!   happened; checks that `rust-version` covers what the locked
+//!   dependencies declare and that duplicate versions are only those the
+//!   frameworks force. Prints a summary.
+//! - `manifests`: just the `rust-version` and duplicate-version checks.
 //! - `memcached`: starts the test memcached instances and prints their
 //!   environment, for running tests by hand; Ctrl-C stops them.
 //! - `bench [--seconds N] [--rounds N]`: builds release servers (our three
@@ -17,6 +20,7 @@
 //!   and reports executions and crashes. `ci` runs each for 30 s.
 
 mod bench;
+mod checks;
 mod datastores;
 mod instructions;
 
@@ -32,8 +36,19 @@ fn main() -> ExitCode {
         Some("memcached") => memcached_shell(),
         Some("fuzz") => fuzz_command(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("manifests") => {
+            let results = [checks::msrv(), checks::duplicates()];
+            for e in results.iter().filter_map(|r| r.as_ref().err()) {
+                eprintln!("{e}");
+            }
+            if results.iter().all(Result::is_ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask <ci | memcached | fuzz [--seconds N] [TARGET...] | bench [--seconds N] [--rounds N]>");
+            eprintln!("usage: cargo xtask <ci | manifests | memcached | fuzz [--seconds N] [TARGET...] | bench [--seconds N] [--rounds N]>");
             ExitCode::from(2)
         }
     }
@@ -97,6 +112,29 @@ fn ci() -> ExitCode {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run_step(&mut steps, "fmt", fmt);
+
+    for (name, check) in [
+        (
+            "rust-version covers every dependency (cargo metadata)",
+            checks::msrv as fn() -> Result<(), String>,
+        ),
+        (
+            "duplicate versions only where frameworks force them (cargo tree -d)",
+            checks::duplicates,
+        ),
+    ] {
+        println!("\n==> {name}");
+        let started = Instant::now();
+        let result = check();
+        if let Err(e) = &result {
+            eprintln!("{e}");
+        }
+        steps.push(Step {
+            name,
+            ok: result.is_ok(),
+            took: started.elapsed(),
+        });
+    }
 
     let mut clippy = cargo();
     clippy.args([

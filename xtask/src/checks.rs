@@ -1,0 +1,135 @@
+//! Checks of what the manifests claim: the MSRV and duplicate versions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cargo;
+
+/// Crates the dependency graph holds in two versions, and who forces each.
+/// Anything else duplicated fails `cargo xtask ci`; an entry here that is no
+/// longer duplicated is reported so the list shrinks with the graph.
+const ALLOWED_DUPLICATES: &[(&str, &str)] = &[
+    ("http", "actix-web 4 is on http 0.2; axum, hyper and Rocket on 1"),
+    ("base64", "hyper-util (under axum, Rocket and reqwest) is on 0.23; postgres-protocol and reqwest on 0.22, and ours with them"),
+    ("crypto-common", "aes-gcm 0.10 (the last stable release) is on the 0.1 RustCrypto traits; sha2 0.11 / hmac 0.13 / hkdf 0.13 (ours and postgres-protocol's) on 0.2"),
+    ("cpufeatures", "as crypto-common: aes 0.8 and polyval 0.6 on 0.2, sha2 0.11 on 0.3"),
+    ("syn", "actix-macros is on syn 3, the rest of the graph on 2"),
+    ("pear", "Rocket's own parsers (rocket_http and rocket_codegen)"),
+    ("pear_codegen", "as pear"),
+    ("proc-macro2-diagnostics", "as pear"),
+];
+
+/// The workspace's `rust-version` against the highest `rust-version` any
+/// locked dependency declares: the claim must not be below it.
+pub(crate) fn msrv() -> Result<(), String> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    let parse = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let mut claimed: Option<String> = None;
+    let mut highest: (Vec<u64>, Vec<String>) = (Vec::new(), Vec::new());
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let Some(version) = package["rust_version"].as_str() else {
+            continue;
+        };
+        let name = package["name"].as_str().unwrap_or("?");
+        if package["id"]
+            .as_str()
+            .is_some_and(|id| members.contains(id))
+        {
+            claimed.get_or_insert_with(|| version.to_owned());
+            continue;
+        }
+        let v = parse(version);
+        if v > highest.0 {
+            highest = (v, vec![format!("{name} {version}")]);
+        } else if v == highest.0 {
+            highest.1.push(format!("{name} {version}"));
+        }
+    }
+    let claimed = claimed.ok_or("no workspace member declares rust-version")?;
+    println!(
+        "rust-version {claimed}; highest among dependencies: {}",
+        highest.1.join(", ")
+    );
+    if parse(&claimed) < highest.0 {
+        return Err(format!(
+            "rust-version {claimed} is below what dependencies need ({})",
+            highest.1.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `cargo tree -d` over normal dependencies: every crate found in two or
+/// more versions must be in [`ALLOWED_DUPLICATES`].
+pub(crate) fn duplicates() -> Result<(), String> {
+    let output = cargo()
+        .args([
+            "tree",
+            "--workspace",
+            "--locked",
+            "-e",
+            "normal",
+            "--duplicates",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .output()
+        .map_err(|e| format!("cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut versions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut words = line.split_whitespace();
+        if let (Some(name), Some(version)) = (words.next(), words.next()) {
+            versions
+                .entry(name.to_owned())
+                .or_default()
+                .insert(version.to_owned());
+        }
+    }
+    let duplicated: BTreeMap<_, _> = versions.into_iter().filter(|(_, v)| v.len() > 1).collect();
+    let allowed: BTreeMap<&str, &str> = ALLOWED_DUPLICATES.iter().copied().collect();
+    let mut unexpected = Vec::new();
+    for (name, versions) in &duplicated {
+        let versions = versions.iter().cloned().collect::<Vec<_>>().join(", ");
+        match allowed.get(name.as_str()) {
+            Some(why) => println!("{name} ({versions}): {why}"),
+            None => unexpected.push(format!("{name} ({versions})")),
+        }
+    }
+    for name in allowed.keys() {
+        if !duplicated.contains_key(*name) {
+            println!("{name} is no longer duplicated: drop it from ALLOWED_DUPLICATES");
+        }
+    }
+    if unexpected.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "duplicate versions no framework forces: {}",
+            unexpected.join("; ")
+        ))
+    }
+}
