@@ -1,4 +1,4 @@
-//! The demo application of `DEMO_CONTRACT.md`, shared by the per-framework
+//! The demo application (documented in `examples/README.md`), shared by the per-framework
 //! binaries: configuration from the environment ([`config`]), the routes
 //! written once on `session-core` ([`app`]), the HTML page ([`page`]), and
 //! each framework's thin wiring ([`axum_demo`], [`actix_demo`],
@@ -12,6 +12,13 @@ pub mod axum_demo;
 pub mod config;
 pub mod page;
 pub mod rocket_demo;
+
+// The repository README's Rust blocks, compiled as doctests here, where every
+// adapter and store is a dependency (the framework blocks are also the
+// adapters' `readme` examples; `tests/tests/readme.rs` checks they match).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 /// Start-up shared by the demo binaries: reads the environment, sets up
 /// logging, and returns the configuration and session manager, or exits

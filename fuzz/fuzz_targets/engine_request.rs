@@ -3,6 +3,7 @@
 //! bad input (only a fresh session).
 #![no_main]
 
+use session_core::adapter::Finish as _;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;

@@ -8,36 +8,15 @@
 //! the session. All session logic lives in `session-core`; actix-web's own
 //! `cookie` 0.16 and `http` 0.2 types stay at this edge.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use actix_web::{web, App, HttpServer};
-//! use session_actix::{Session, SessionError, SessionMiddleware};
-//! use session_backends::MemoryStore;
-//! use session_core::{KeyRing, SessionKey, Storage};
-//!
-//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
-//!
-//! async fn count(session: Session) -> Result<String, SessionError> {
-//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
-//!     session.insert(&COUNTER, &n).await?;
-//!     Ok(n.to_string())
-//! }
-//!
-//! # async fn run() -> std::io::Result<()> {
-//! let keys = KeyRing::generate().unwrap();
-//! let sessions = SessionMiddleware::builder(Storage::Server(Arc::new(MemoryStore::new())), keys)
-//!     .cookie_secure(false)
-//!     .build()
-//!     .unwrap();
-//! HttpServer::new(move || App::new().wrap(sessions.clone()).route("/", web::get().to(count)))
-//!     .bind(("127.0.0.1", 8080))?
-//!     .run()
-//!     .await
-//! # }
-//! ```
+//! Each adapter is the only session crate an application adds: it
+//! re-exports what handlers and setup need and, behind features named after
+//! them, the stores (`memory` on by default). A complete program (this
+//! crate's `readme` example):
+#![doc = concat!("```no_run\n", include_str!("../examples/readme.rs"), "```")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use session_core::adapter::Finish as _;
 use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -48,9 +27,10 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use session_core::{ConfigError, KeyRing, RequestSessions, SessionConfig, SessionManager, Storage};
+use session_core::RequestSessions;
 
 session_core::adapter_handles!();
+session_core::adapter_exports!();
 
 /// Middleware that gives every request its sessions and saves them after
 /// the handler. Cloning is cheap; build it once and clone it into each
@@ -61,64 +41,36 @@ pub struct SessionMiddleware {
 }
 
 impl SessionMiddleware {
-    /// Middleware serving the sessions of `manager` (for several named
-    /// sessions; [`builder`](Self::builder) covers one).
+    /// Middleware serving the sessions of `manager` (any configuration,
+    /// several named sessions); the shortcuts below cover one session with
+    /// the default settings.
     pub fn new(manager: SessionManager) -> Self {
         SessionMiddleware { manager }
     }
 
-    /// A builder for one session kept in `storage`, sealed with `keys`.
-    pub fn builder(storage: Storage, keys: KeyRing) -> SessionMiddlewareBuilder {
-        let config = match storage {
-            Storage::Server(store) => SessionConfig::server(store, keys),
-            _ => SessionConfig::cookie(keys),
-        };
-        SessionMiddlewareBuilder { config }
+    /// One sealed-cookie session, `sid`, with the default settings
+    /// ([`SessionManager::cookie`]).
+    pub fn cookie(keys: KeyRing) -> Self {
+        Self::new(SessionManager::cookie(keys))
+    }
+
+    /// One session, `sid`, kept in `store` (by value or in an `Arc`), with
+    /// the default settings ([`SessionManager::server`]).
+    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
+        Self::new(SessionManager::server(store, keys))
+    }
+
+    /// One session, `sid`, in a new [`MemoryStore`] with its default
+    /// limits: sessions end when the process does.
+    #[cfg(feature = "memory")]
+    pub fn memory(keys: KeyRing) -> Self {
+        Self::server(MemoryStore::new(), keys)
     }
 }
 
-/// Builder of a [`SessionMiddleware`]: the common settings by name, any
-/// other through [`configure`](Self::configure).
-#[derive(Debug)]
-#[must_use]
-pub struct SessionMiddlewareBuilder {
-    config: SessionConfig,
-}
-
-impl SessionMiddlewareBuilder {
-    /// The session (and cookie) name. Default `sid`.
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config = self.config.name(name);
-        self
-    }
-
-    /// The cookie's `Secure` flag. Default true.
-    pub fn cookie_secure(mut self, secure: bool) -> Self {
-        self.config = self.config.cookie_secure(secure);
-        self
-    }
-
-    /// Idle timeout of browser-session sessions. Default 30 minutes.
-    pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.config = self.config.idle_timeout(timeout);
-        self
-    }
-
-    /// Carry the token in this header instead of a cookie.
-    pub fn header_transport(mut self, header: impl Into<String>) -> Self {
-        self.config = self.config.header_transport(header);
-        self
-    }
-
-    /// Any other [`SessionConfig`] setting.
-    pub fn configure(mut self, f: impl FnOnce(SessionConfig) -> SessionConfig) -> Self {
-        self.config = f(self.config);
-        self
-    }
-
-    /// Builds the middleware.
-    pub fn build(self) -> Result<SessionMiddleware, ConfigError> {
-        Ok(SessionMiddleware::new(SessionManager::new(self.config)?))
+impl From<SessionManager> for SessionMiddleware {
+    fn from(manager: SessionManager) -> Self {
+        Self::new(manager)
     }
 }
 

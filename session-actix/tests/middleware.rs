@@ -1,11 +1,10 @@
 //! The middleware and extractor in an actix-web service.
 
-use std::sync::Arc;
-
 use actix_web::{test, web, App, HttpRequest, HttpResponse};
-use session_actix::{Session, SessionError, SessionExt, SessionMiddleware};
-use session_backends::MemoryStore;
-use session_core::{KeyRing, SessionKey, Storage};
+use session_actix::{
+    KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionExt, SessionKey,
+    SessionManager, SessionMiddleware,
+};
 
 const COUNTER: SessionKey<u64> = SessionKey::new("n");
 
@@ -22,13 +21,9 @@ async fn through_request(req: HttpRequest) -> HttpResponse {
 }
 
 fn middleware() -> SessionMiddleware {
-    SessionMiddleware::builder(
-        Storage::Server(Arc::new(MemoryStore::new())),
-        KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap(),
-    )
-    .cookie_secure(false)
-    .build()
-    .unwrap()
+    let keys = KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap();
+    let config = SessionConfig::server(MemoryStore::new(), keys).cookie_secure(false);
+    SessionMiddleware::new(SessionManager::new(config).unwrap())
 }
 
 #[actix_web::test]

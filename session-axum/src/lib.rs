@@ -6,27 +6,15 @@
 //! in handlers; nothing is loaded from the store unless a handler uses the
 //! session. All session logic lives in `session-core`.
 //!
-//! ```
-//! use axum::{routing::get, Router};
-//! use session_axum::{Session, SessionError, SessionLayer};
-//! use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
-//!
-//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
-//!
-//! async fn count(session: Session) -> Result<String, SessionError> {
-//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
-//!     session.insert(&COUNTER, &n).await?;
-//!     Ok(n.to_string())
-//! }
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let manager = SessionManager::new(SessionConfig::cookie(KeyRing::generate()?))?;
-//! let app: Router = Router::new().route("/", get(count)).layer(SessionLayer::new(manager));
-//! # Ok(()) }
-//! ```
+//! Each adapter is the only session crate an application adds: it
+//! re-exports what handlers and setup need and, behind features named after
+//! them, the stores (`memory` on by default). A complete program (this
+//! crate's `readme` example):
+#![doc = concat!("```no_run\n", include_str!("../examples/readme.rs"), "```")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use session_core::adapter::Finish as _;
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -37,11 +25,12 @@ use axum_core::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
-use session_core::{RequestSessions, SessionManager};
+use session_core::RequestSessions;
 use tower_layer::Layer;
 use tower_service::Service;
 
 session_core::adapter_handles!();
+session_core::adapter_exports!();
 
 /// A tower layer that gives every request its sessions and saves them after
 /// the inner service answers.
@@ -51,9 +40,36 @@ pub struct SessionLayer {
 }
 
 impl SessionLayer {
-    /// A layer serving the sessions of `manager`.
+    /// A layer serving the sessions of `manager` (any configuration, several
+    /// named sessions); the shortcuts below cover one session with the
+    /// default settings.
     pub fn new(manager: SessionManager) -> Self {
         SessionLayer { manager }
+    }
+
+    /// One sealed-cookie session, `sid`, with the default settings
+    /// ([`SessionManager::cookie`]).
+    pub fn cookie(keys: KeyRing) -> Self {
+        Self::new(SessionManager::cookie(keys))
+    }
+
+    /// One session, `sid`, kept in `store` (by value or in an `Arc`), with
+    /// the default settings ([`SessionManager::server`]).
+    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
+        Self::new(SessionManager::server(store, keys))
+    }
+
+    /// One session, `sid`, in a new [`MemoryStore`] with its default
+    /// limits: sessions end when the process does.
+    #[cfg(feature = "memory")]
+    pub fn memory(keys: KeyRing) -> Self {
+        Self::server(MemoryStore::new(), keys)
+    }
+}
+
+impl From<SessionManager> for SessionLayer {
+    fn from(manager: SessionManager) -> Self {
+        Self::new(manager)
     }
 }
 

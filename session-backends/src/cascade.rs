@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, IntoStore, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    Version,
 };
 
 /// Bytes in front of every record: the cascade's own version (u64) and the
@@ -92,10 +93,10 @@ pub enum CascadeConfigError {
 }
 
 impl CascadeStoreBuilder {
-    /// Adds the next (slower) tier.
-    pub fn tier(mut self, store: Arc<dyn Store>) -> Self {
+    /// Adds the next (slower) tier (a store by value, or in an `Arc`).
+    pub fn tier(mut self, store: impl IntoStore) -> Self {
         self.tiers.push(Tier {
-            store,
+            store: store.into_store(),
             max_ttl: None,
         });
         self
@@ -103,9 +104,9 @@ impl CascadeStoreBuilder {
 
     /// Adds the next tier, keeping records there at most `max_ttl` (a
     /// short-lived cache in front of shared tiers).
-    pub fn cache_tier(mut self, store: Arc<dyn Store>, max_ttl: Duration) -> Self {
+    pub fn cache_tier(mut self, store: impl IntoStore, max_ttl: Duration) -> Self {
         self.tiers.push(Tier {
-            store,
+            store: store.into_store(),
             max_ttl: Some(max_ttl),
         });
         self

@@ -1,12 +1,15 @@
 //! Session stores for `session-core`, and the conformance suite every
-//! store passes.
+//! store passes. Each store is behind a feature of its name; `memory` is
+//! on by default, `full` turns on all of them.
 //!
-//! - [`MemoryStore`]: the embedded default; sharded, bounded, expiring
+//! - `MemoryStore` (`memory`): the embedded default; sharded, bounded, expiring
 //!   entries swept in the background.
-//! - [`MemcacheStore`]: memcached, pooled, sharded over several servers by
-//!   consistent hashing, compare-and-swap through the meta protocol.
-//! - [`FileStore`]: one file per session, written atomically, swept.
-//! - [`CascadeStore`]: tiers read fastest first, written through.
+//! - `MemcacheStore` (`memcache`): memcached over multiplexed connections,
+//!   sharded over several servers by consistent hashing, compare-and-swap
+//!   through the meta protocol.
+//! - `RedisStore` (`redis`) and `PostgresStore` (`postgres`).
+//! - `FileStore` (`file`): one file per session, written atomically, swept.
+//! - `CascadeStore` (`cascade`): tiers read fastest first, written through.
 //! - [`conformance`]: the rules of the [`Store`](session_core::Store) trait as
 //!   async functions, and [`store_conformance_tests!`] to run them all as
 //!   separate tests against any store.
@@ -14,24 +17,33 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "cascade")]
 mod cascade;
 pub mod conformance;
+#[cfg(feature = "file")]
 mod file;
+#[cfg(feature = "memcache")]
 pub(crate) mod memcache;
+#[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres_store;
 #[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(feature = "memcache")]
 mod ring;
 mod sweeper;
 
+#[cfg(feature = "cascade")]
 pub use cascade::{CascadeConfigError, CascadeStore, CascadeStoreBuilder};
+#[cfg(feature = "file")]
 pub use file::{FileStore, FileStoreBuilder};
+#[cfg(feature = "memcache")]
 pub use memcache::{
     MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_ITEM_SIZE,
     MAX_RELATIVE_TTL,
 };
+#[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
 pub use postgres_store::{
@@ -41,6 +53,7 @@ pub use postgres_store::{
 pub use redis_store::{RedisConfigError, RedisStore, RedisStoreBuilder, DEFAULT_MAX_REDIS_RECORD};
 
 /// Entry points for fuzz targets and benchmarks. Not a stable API.
+#[cfg(feature = "memcache")]
 #[doc(hidden)]
 pub mod internals {
     /// Parses a stream of memcached meta replies as the connection task

@@ -7,22 +7,23 @@ use std::time::Duration;
 /// `period` ± 20 %, for background tasks that repeat (the memcached
 /// prober, the PostgreSQL sweeper) so that many servers and processes
 /// spread out instead of acting in step. Not for secrets: the randomness is
-/// a hash of the clock under a per-process random seed.
+/// a hash of the clock under std's randomly keyed SipHash.
+#[cfg_attr(not(any(feature = "memcache", feature = "postgres")), allow(dead_code))]
 pub(crate) fn jitter(period: Duration) -> Duration {
-    let random = std::hash::BuildHasher::hash_one(
-        &foldhash::fast::RandomState::default(),
-        std::time::Instant::now(),
-    );
+    let random =
+        std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::time::Instant::now());
     period.mul_f64(0.8 + 0.4 * (random % 1000) as f64 / 1000.0)
 }
 
 /// Shortest sweep interval the builders accept.
+#[cfg_attr(not(any(feature = "memory", feature = "file")), allow(dead_code))]
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Runs `sweep` on `store` every `interval` on a thread of its own, which
 /// ends by itself once the store is dropped (it holds only a weak
 /// reference). A store whose sweeper cannot start still drops expired
 /// entries on access; that is logged.
+#[cfg_attr(not(any(feature = "memory", feature = "file")), allow(dead_code))]
 pub(crate) fn spawn<T: Send + Sync + 'static>(
     store: &Arc<T>,
     interval: Duration,

@@ -1,6 +1,7 @@
 //! Sealing, opening and codecs on a 200-byte and a 2 KiB session, and one
 //! whole request through the engine.
 
+use session_core::adapter::Finish as _;
 use std::hint::black_box;
 use std::sync::Arc;
 

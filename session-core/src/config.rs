@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 use crate::keys::KeyRing;
 use crate::lanes::SaveLanes;
 use crate::seal::SealMode;
-use crate::store::Store;
+use crate::store::{IntoStore, Store};
 
 /// Where session data lives.
 #[derive(Clone)]
@@ -24,6 +24,13 @@ pub enum Storage {
     Cookie,
     /// In a server-side store; the client holds only the sealed session id.
     Server(Arc<dyn Store>),
+}
+
+impl Storage {
+    /// Server-side storage in `store` (by value, or already in an `Arc`).
+    pub fn server(store: impl IntoStore) -> Self {
+        Storage::Server(store.into_store())
+    }
 }
 
 impl fmt::Debug for Storage {
@@ -83,7 +90,8 @@ impl Clock {
 ///     .name("sid")
 ///     .idle_timeout(Duration::from_secs(1800))
 ///     .cookie_secure(false);
-/// assert_eq!(config.session_name(), "sid");
+/// # let manager = session_core::SessionManager::new(config).unwrap();
+/// # assert_eq!(manager.names().collect::<Vec<_>>(), ["sid"]);
 /// ```
 #[derive(Clone)]
 pub struct SessionConfig {
@@ -144,9 +152,10 @@ impl SessionConfig {
         Self::with_storage(Storage::Cookie, keys)
     }
 
-    /// Sessions kept in `store`; the client holds the sealed id.
-    pub fn server(store: Arc<dyn Store>, keys: KeyRing) -> Self {
-        Self::with_storage(Storage::Server(store), keys)
+    /// Sessions kept in `store` (by value, or already in an `Arc`); the
+    /// client holds the sealed id.
+    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
+        Self::with_storage(Storage::server(store), keys)
     }
 
     /// The session's name: the cookie name, and the name bound into its
@@ -289,11 +298,6 @@ impl SessionConfig {
     pub fn clock(mut self, now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
         self.clock = Clock(Arc::new(now));
         self
-    }
-
-    /// The session's name.
-    pub fn session_name(&self) -> &str {
-        &self.name
     }
 
     /// The transport.

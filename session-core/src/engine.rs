@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::config::{SessionConfig, Transport};
 use crate::error::{ConfigError, SessionError};
+use crate::keys::KeyRing;
 use crate::session::Session;
+use crate::store::IntoStore;
 use crate::transport::{read_tokens, ResponseHeader};
 
 /// The sessions an application uses, each with its own name, store and
@@ -28,6 +30,11 @@ pub struct SessionManager {
 
 impl SessionManager {
     /// A manager with one (primary) session.
+    ///
+    /// # Errors
+    ///
+    /// The configuration is invalid ([`SessionConfig`]'s settings say
+    /// which checks apply).
     pub fn new(config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(SessionManager {
@@ -35,7 +42,23 @@ impl SessionManager {
         })
     }
 
+    /// One sealed-cookie session named `sid` with the default settings
+    /// (the common case; [`new`](Self::new) takes any configuration).
+    pub fn cookie(keys: KeyRing) -> Self {
+        Self::new(SessionConfig::cookie(keys)).expect("the default cookie configuration is valid")
+    }
+
+    /// One session named `sid` kept in `store`, with the default settings.
+    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
+        Self::new(SessionConfig::server(store, keys))
+            .expect("the default server configuration is valid")
+    }
+
     /// Adds another named session.
+    ///
+    /// # Errors
+    ///
+    /// The configuration is invalid, or another session has its name.
     pub fn with_session(self, config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         if self.configs.iter().any(|c| c.name == config.name) {
@@ -147,7 +170,7 @@ impl RequestSessions {
     ///
     /// The first session that could not be saved (see
     /// [`SessionError::http_status`] for the answer to give).
-    pub async fn finish(&self) -> Result<Vec<ResponseHeader>, SessionError> {
+    pub(crate) async fn finish_now(&self) -> Result<Vec<ResponseHeader>, SessionError> {
         let mut headers = Vec::new();
         let mut cache_headers: Vec<ResponseHeader> = Vec::new();
         let mut first_error = None;
@@ -158,7 +181,7 @@ impl RequestSessions {
                     cache_headers.push(vary);
                 }
             }
-            match session.finish().await {
+            match session.finish_now().await {
                 Ok(finished) => headers.extend(finished.header),
                 Err(e) => {
                     first_error.get_or_insert(e);

@@ -12,11 +12,13 @@
 //!   rolling expiry by touch;
 //! - the [`Store`] trait with compare-and-swap saves, and the engine that
 //!   merges concurrent requests' changes;
-//! - the per-request engine ([`SessionManager::start`] then
-//!   [`RequestSessions::finish`]) that adapters for actix-web, Rocket and axum
-//!   call around the handler.
+//! - the per-request engine ([`SessionManager::start`], then
+//!   `adapter::Finish::finish` after the handler) that the adapters for
+//!   actix-web, Rocket and axum call around the handler; a handler never
+//!   sees `finish`.
 //!
 //! ```
+//! use session_core::adapter::Finish as _;
 //! use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
 //!
 //! const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -66,7 +68,7 @@ pub use keys::{KeyRing, MIN_SECRET_LEN};
 pub use save::{Finished, Outcome, CAS_BUDGET};
 pub use seal::SealMode;
 pub use session::{Key, Session, SessionKey};
-pub use store::{SaveCondition, SaveOutcome, Store, StoredRecord, Version};
+pub use store::{IntoStore, SaveCondition, SaveOutcome, Store, StoredRecord, Version};
 pub use transport::ResponseHeader;
 
 /// Re-exported so stores and adapters use the same version.
@@ -140,6 +142,97 @@ macro_rules! adapter_handles {
             }
         }
     };
+}
+
+/// Re-exports every adapter makes, so an application depends on its
+/// framework's adapter alone: what handlers and setup use from the core,
+/// the core itself as `session_core`, and each store its features turn on
+/// (`memory` by default; `memcache`, `file`, `cascade`, `redis`,
+/// `redis-tls`, `postgres`). The `#[cfg(feature = ...)]` attributes are read
+/// in the adapter, where the macro expands.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_exports {
+    () => {
+        pub use ::session_core;
+        pub use ::session_core::{
+            Codec, CodecError, ConfigError, IntoStore, KeyError, KeyRing, SameSite, SealMode,
+            SessionConfig, SessionKey, SessionManager, Storage, Store, StoreError, Transport,
+        };
+
+        /// The stores this crate's features turn on, from `session-backends`
+        /// (also reachable as [`session_backends`](::session_backends)).
+        pub mod stores {
+            #[cfg(feature = "cascade")]
+            pub use ::session_backends::{CascadeConfigError, CascadeStore, CascadeStoreBuilder};
+            #[cfg(feature = "file")]
+            pub use ::session_backends::{FileStore, FileStoreBuilder};
+            #[cfg(feature = "memcache")]
+            pub use ::session_backends::{
+                MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder,
+            };
+            #[cfg(feature = "memory")]
+            pub use ::session_backends::{MemoryStore, MemoryStoreBuilder};
+            #[cfg(feature = "postgres")]
+            pub use ::session_backends::{
+                PostgresConfigError, PostgresStore, PostgresStoreBuilder,
+            };
+            #[cfg(feature = "redis")]
+            pub use ::session_backends::{RedisConfigError, RedisStore, RedisStoreBuilder};
+        }
+        pub use ::session_backends;
+        #[cfg(feature = "memory")]
+        pub use stores::MemoryStore;
+    };
+}
+
+/// What adapters call around a handler, kept out of a handler's way: the
+/// handles' `Deref` does not lead here, and `finish` resolves only where
+/// [`adapter::Finish`] is imported.
+#[doc(hidden)]
+pub mod adapter {
+    use std::future::Future;
+
+    use crate::{Finished, RequestSessions, ResponseHeader, Session, SessionError};
+
+    /// Ends what a request did with its sessions, after the handler.
+    pub trait Finish {
+        /// What the adapter gets back.
+        type Output;
+
+        /// Decides and performs what the request does with the session(s):
+        /// save, touch, renew, purge or nothing; call once, after the
+        /// handler (a second call does nothing). For [`RequestSessions`],
+        /// the headers to add to the response: tokens, and when a session
+        /// was read, `Vary` on what its token travels in and
+        /// `Cache-Control: private` (added only when the handler set none),
+        /// so a shared cache never serves one user's session to another.
+        /// All sessions are attempted; the first error is returned.
+        ///
+        /// # Errors
+        ///
+        /// A store that fails or stays contended past the compare-and-swap
+        /// budget, a record too large for its store, or a cookie over the
+        /// browser limit (see [`SessionError::http_status`] for the answer
+        /// to give). The stored session is then left as it was.
+        fn finish(&self) -> impl Future<Output = Result<Self::Output, SessionError>> + Send;
+    }
+
+    impl Finish for Session {
+        type Output = Finished;
+
+        fn finish(&self) -> impl Future<Output = Result<Finished, SessionError>> + Send {
+            self.finish_now()
+        }
+    }
+
+    impl Finish for RequestSessions {
+        type Output = Vec<ResponseHeader>;
+
+        fn finish(&self) -> impl Future<Output = Result<Vec<ResponseHeader>, SessionError>> + Send {
+            self.finish_now()
+        }
+    }
 }
 
 /// Entry points into the sealing and codec layers for benchmarks and fuzz

@@ -461,7 +461,7 @@ impl Session {
     /// A store that fails or stays contended past the compare-and-swap
     /// budget, a record too large for its store, or a cookie over the
     /// browser limit. The stored session is then left as it was.
-    pub async fn finish(&self) -> Result<Finished, SessionError> {
+    pub(crate) async fn finish_now(&self) -> Result<Finished, SessionError> {
         // Most requests never use the session: finish those without the
         // span, the clock or an awaited lock.
         if let Ok(mut state) = self.inner.state.try_lock() {

@@ -6,6 +6,7 @@
 //! engine can merge concurrent requests instead of losing one's changes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -109,5 +110,48 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// records found in the store are refused.
     fn seals_at_rest(&self) -> bool {
         false
+    }
+}
+
+/// What takes a store ([`SessionConfig::server`](crate::SessionConfig::server),
+/// [`Storage::server`](crate::Storage::server), the cascade's tiers): a
+/// store by value, or one already shared in an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use session_core::{IntoStore, Store};
+/// # #[derive(Debug)] struct MyStore;
+/// # #[session_core::async_trait] impl Store for MyStore {
+/// #   async fn load(&self, _: &session_core::StoreKey) -> Result<Option<session_core::StoredRecord>, session_core::StoreError> { Ok(None) }
+/// #   async fn save(&self, _: &session_core::StoreKey, _: &[u8], _: session_core::time::OffsetDateTime, _: session_core::SaveCondition) -> Result<session_core::SaveOutcome, session_core::StoreError> { Ok(session_core::SaveOutcome::Conflict) }
+/// #   async fn touch(&self, _: &session_core::StoreKey, _: session_core::time::OffsetDateTime) -> Result<bool, session_core::StoreError> { Ok(false) }
+/// #   async fn delete(&self, _: &session_core::StoreKey) -> Result<(), session_core::StoreError> { Ok(()) }
+/// # }
+/// let by_value: Arc<dyn Store> = MyStore.into_store();
+/// let shared: Arc<dyn Store> = Arc::new(MyStore);
+/// let same: Arc<dyn Store> = shared.clone().into_store();
+/// assert!(Arc::ptr_eq(&shared, &same));
+/// # drop(by_value);
+/// ```
+pub trait IntoStore {
+    /// The store, shared.
+    fn into_store(self) -> Arc<dyn Store>;
+}
+
+impl<S: Store> IntoStore for S {
+    fn into_store(self) -> Arc<dyn Store> {
+        Arc::new(self)
+    }
+}
+
+impl<S: Store> IntoStore for Arc<S> {
+    fn into_store(self) -> Arc<dyn Store> {
+        self
+    }
+}
+
+impl IntoStore for Arc<dyn Store> {
+    fn into_store(self) -> Arc<dyn Store> {
+        self
     }
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use session_core::adapter::Finish as _;
 use std::sync::Arc;
 use std::time::Duration;
 

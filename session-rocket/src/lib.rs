@@ -9,34 +9,15 @@
 //! through `local_cache`, and nothing is loaded from the store unless a
 //! handler uses the session. All session logic lives in `session-core`.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use rocket::{get, routes};
-//! use session_backends::MemoryStore;
-//! use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
-//! use session_rocket::{Session, SessionError, SessionFairing};
-//!
-//! const COUNTER: SessionKey<u64> = SessionKey::new("n");
-//!
-//! #[get("/")]
-//! async fn count(session: Session) -> Result<String, SessionError> {
-//!     let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
-//!     session.insert(&COUNTER, &n).await?;
-//!     Ok(n.to_string())
-//! }
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = SessionConfig::server(Arc::new(MemoryStore::new()), KeyRing::generate()?);
-//! rocket::build()
-//!     .attach(SessionFairing::new(SessionManager::new(config)?))
-//!     .mount("/", routes![count])
-//!     .launch()
-//!     .await?;
-//! # Ok(()) }
-//! ```
+//! Each adapter is the only session crate an application adds: it
+//! re-exports what handlers and setup need and, behind features named after
+//! them, the stores (`memory` on by default). A complete program (this
+//! crate's `readme` example):
+#![doc = concat!("```no_run\n", include_str!("../examples/readme.rs"), "```")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use session_core::adapter::Finish as _;
 use std::io::Cursor;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
@@ -44,9 +25,10 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use rocket::{Build, Request, Response, Rocket};
-use session_core::{RequestSessions, SessionManager};
+use session_core::RequestSessions;
 
 session_core::adapter_handles!();
+session_core::adapter_exports!();
 
 /// The fairing: manages the sessions' configuration and saves them after
 /// each request.
@@ -56,9 +38,36 @@ pub struct SessionFairing {
 }
 
 impl SessionFairing {
-    /// A fairing serving the sessions of `manager`.
+    /// A fairing serving the sessions of `manager` (any configuration,
+    /// several named sessions); the shortcuts below cover one session with
+    /// the default settings.
     pub fn new(manager: SessionManager) -> Self {
         SessionFairing { manager }
+    }
+
+    /// One sealed-cookie session, `sid`, with the default settings
+    /// ([`SessionManager::cookie`]).
+    pub fn cookie(keys: KeyRing) -> Self {
+        Self::new(SessionManager::cookie(keys))
+    }
+
+    /// One session, `sid`, kept in `store` (by value or in an `Arc`), with
+    /// the default settings ([`SessionManager::server`]).
+    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
+        Self::new(SessionManager::server(store, keys))
+    }
+
+    /// One session, `sid`, in a new [`MemoryStore`] with its default
+    /// limits: sessions end when the process does.
+    #[cfg(feature = "memory")]
+    pub fn memory(keys: KeyRing) -> Self {
+        Self::server(MemoryStore::new(), keys)
+    }
+}
+
+impl From<SessionManager> for SessionFairing {
+    fn from(manager: SessionManager) -> Self {
+        Self::new(manager)
     }
 }
 

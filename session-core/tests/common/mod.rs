@@ -2,6 +2,7 @@
 //! wrapper around the real memory store, and a one-cookie client jar.
 #![allow(dead_code, unreachable_pub)]
 
+use session_core::adapter::Finish as _;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
