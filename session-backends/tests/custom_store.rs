@@ -2,7 +2,7 @@
 //! `docs/custom-store.md` walks through) against the conformance suite, one
 //! test per rule.
 
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/custom_store.rs"]
 mod custom_store;
 
