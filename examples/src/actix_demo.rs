@@ -25,6 +25,10 @@ fn respond(reply: Reply) -> HttpResponse {
 async fn health() -> HttpResponse {
     respond(app::health())
 }
+
+async fn metrics() -> HttpResponse {
+    respond(app::metrics())
+}
 async fn counter(s: Session) -> HttpResponse {
     respond(app::counter(&s).await)
 }
@@ -67,6 +71,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         // not actix's own plain-text one at 256 KiB.
         .app_data(web::PayloadConfig::new(2 * 1024 * 1024))
         .route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
         .route("/counter", web::get().to(counter))
         .route("/counter/peek", web::get().to(counter_peek))
         .service(web::resource("/kv/{key}").get(kv_get).post(kv_set))

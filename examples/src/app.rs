@@ -98,6 +98,43 @@ pub fn health() -> Reply {
     }
 }
 
+static METRICS: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// Installs the Prometheus recorder that `GET /metrics` renders (with
+/// `METRICS=1`). The session crates report through the `metrics` facade.
+pub fn install_metrics() {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => {
+            // The recorder's histograms need draining now and then.
+            let upkeep = handle.clone();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
+            let _ = METRICS.set(handle);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
+    }
+}
+
+/// `GET /metrics`: the session metrics in Prometheus text format when
+/// `METRICS=1`, else 404.
+pub fn metrics() -> Reply {
+    match METRICS.get() {
+        Some(handle) => Reply {
+            status: 200,
+            content_type: Some("text/plain; version=0.0.4; charset=utf-8"),
+            body: handle.render(),
+            retry_after: None,
+        },
+        None => Reply::json(
+            404,
+            &json!({ "error": "metrics are off; start with METRICS=1" }),
+        ),
+    }
+}
+
 /// `GET /counter`: n = n + 1, as an atomic update so concurrent calls on
 /// one session each count.
 pub async fn counter(session: &Session) -> Reply {

@@ -39,6 +39,7 @@ fn respond(reply: Reply) -> Response {
 pub fn router(manager: SessionManager) -> Router {
     Router::new()
         .route("/health", get(|| async { respond(app::health()) }))
+        .route("/metrics", get(|| async { respond(app::metrics()) }))
         .route(
             "/counter",
             get(|s: Session| async move { respond(app::counter(&s).await) }),

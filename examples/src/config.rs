@@ -126,6 +126,8 @@ pub struct DemoConfig {
     pub idle: Duration,
     /// The cookie's Secure flag.
     pub cookie_secure: bool,
+    /// Whether `GET /metrics` serves the session metrics (`METRICS=1`).
+    pub metrics: bool,
 }
 
 impl fmt::Debug for DemoConfig {
@@ -262,7 +264,13 @@ impl DemoConfig {
                 ))
             }
         };
+        let metrics = match var("METRICS").as_deref().map(str::trim) {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => return Err(bad("METRICS", format!("`{other}` is not 1 or 0"))),
+        };
         Ok(DemoConfig {
+            metrics,
             port,
             store,
             session_dir,
@@ -428,6 +436,7 @@ mod tests {
             ("SESSION_IDLE_SECS", "0"),
             ("SESSION_IDLE_SECS", "soon"),
             ("SESSION_COOKIE_SECURE", "yes"),
+            ("METRICS", "yes"),
             ("MEMCACHE_SERVERS", "localhost"),
         ];
         for (var, value) in cases {

@@ -34,6 +34,9 @@ pub fn start_up(binary: &str) -> (config::DemoConfig, session_core::SessionManag
     let built = config::DemoConfig::from_env().and_then(|c| c.session_manager().map(|m| (c, m)));
     match built {
         Ok((config, manager)) => {
+            if config.metrics {
+                app::install_metrics();
+            }
             if config.generated_secret {
                 tracing::warn!("SESSION_SECRET is not set: using a random secret; sessions end when {binary} stops");
             }

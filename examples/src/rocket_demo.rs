@@ -48,6 +48,11 @@ async fn body(data: Data<'_>) -> Vec<u8> {
 fn health() -> RocketReply {
     RocketReply(app::health())
 }
+
+#[get("/metrics")]
+fn metrics() -> RocketReply {
+    RocketReply(app::metrics())
+}
 #[get("/counter")]
 async fn counter(s: Session) -> RocketReply {
     RocketReply(app::counter(&s).await)
@@ -123,6 +128,7 @@ pub fn build(manager: SessionManager, port: u16, ctrlc: bool) -> Rocket<Build> {
             "/",
             routes![
                 health,
+                metrics,
                 counter,
                 counter_peek,
                 kv_get,

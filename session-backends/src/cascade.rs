@@ -210,6 +210,10 @@ impl CascadeStore {
 
 #[async_trait]
 impl Store for CascadeStore {
+    fn kind(&self) -> &'static str {
+        "cascade"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let tiers = &self.inner.tiers;
         let last = tiers.len() - 1;

@@ -424,6 +424,10 @@ impl std::fmt::Debug for FileStore {
 
 #[async_trait]
 impl Store for FileStore {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let path = self.inner.path(key)?;
         self.blocking(move |inner| {

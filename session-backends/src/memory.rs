@@ -441,6 +441,10 @@ fn record(entry: &Entry) -> StoredRecord {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut shard = self.inner.shard(key.as_str());
         let Shard { entries, order } = &mut *shard;

@@ -491,6 +491,10 @@ async fn sweep(inner: &Inner) -> Result<u64, StoreError> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         self.timed(async {
             let client = self.client().await?;

@@ -289,6 +289,10 @@ fn millis_left(expires_at: OffsetDateTime) -> i64 {
 
 #[async_trait]
 impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut conn = self.connection()?;
         let key = self.key(key);

@@ -116,13 +116,22 @@ impl SessionManager {
         &self,
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> RequestSessions {
-        let span = tracing::debug_span!("session");
         let tokens = read_tokens(&self.configs, headers);
         let sessions = self
             .configs
             .iter()
             .zip(tokens)
-            .map(|(config, tokens)| Session::new(config.clone(), tokens, span.clone()))
+            .map(|(config, tokens)| {
+                // The session's span: its name, then what loading found and
+                // what the request did with it (recorded as they happen).
+                let span = tracing::debug_span!(
+                    "session",
+                    name = %config.name,
+                    load = tracing::field::Empty,
+                    outcome = tracing::field::Empty
+                );
+                Session::new(config.clone(), tokens, span)
+            })
             .collect();
         RequestSessions { sessions }
     }

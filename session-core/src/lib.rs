@@ -52,6 +52,7 @@ mod id;
 mod keys;
 mod lanes;
 mod load;
+mod observe;
 mod save;
 mod seal;
 mod session;

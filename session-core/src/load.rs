@@ -9,6 +9,7 @@ use crate::codec::{Codec, Record};
 use crate::config::{SessionConfig, Storage};
 use crate::error::{CodecError, SessionError};
 use crate::id::{SessionId, StoreKey};
+use crate::observe;
 use crate::seal::{self, Opened, Purpose, SealMode};
 use crate::state::{absolute_expired, Context, Loaded, Origin};
 use crate::store::Store;
@@ -50,9 +51,11 @@ pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
                 let found = load_opened(config, opened, index, now).await;
                 let outcome = match &found {
                     Ok(Some(_)) => "loaded",
-                    Ok(None) => "not found or expired",
-                    Err(_) => "store error",
+                    Ok(None) => "missing",
+                    Err(_) => "store_error",
                 };
+                observe::load(outcome);
+                ctx.span.record("load", outcome);
                 tracing::debug!(
                     session = %config.name,
                     load = outcome,
@@ -64,11 +67,18 @@ pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
                 }
                 break;
             }
-            Err(e) => refused = Some(e.reason()),
+            Err(e) => {
+                observe::refused(e.reason());
+                refused = Some(e.reason());
+            }
         }
     }
     if let Some(reason) = refused {
+        observe::load("refused");
+        ctx.span.record("load", "refused token");
         log_refused(&config.name, reason);
+    } else {
+        ctx.span.record("load", "new");
     }
     Ok(Loaded::fresh(now_s, config.persistent_by_default))
 }
@@ -130,7 +140,7 @@ async fn load_opened(
                 .find(&opened.key_id)
                 .expect("the key that opened it");
             let store_key = id.store_key(key);
-            let Some(stored) = store.load(&store_key).await? else {
+            let Some(stored) = observe::load_record(store.as_ref(), &store_key).await? else {
                 return Ok(None);
             };
             let decoded = decode_stored(config, store.as_ref(), &store_key, stored.bytes, now_s);

@@ -18,6 +18,7 @@ use crate::config::{SessionConfig, Storage};
 use crate::error::{SessionError, StoreError};
 use crate::id::{SessionId, StoreKey};
 use crate::load::{debug_timer, decode_stored, elapsed_us};
+use crate::observe;
 use crate::seal::{self, Purpose, SealMode, NO_EXPIRY};
 use crate::state::{deadline, Action, Change, Context, Loaded, Origin};
 use crate::store::{SaveCondition, SaveOutcome, Store, Version};
@@ -91,10 +92,20 @@ pub(crate) async fn finish(
     let started = debug_timer();
     let config = &ctx.config;
     let now = config.clock.now();
+    let was_new = matches!(loaded.origin, Origin::New);
     let result = match &config.storage {
         Storage::Cookie => finish_cookie(ctx, loaded, action, now),
         Storage::Server(store) => finish_server(ctx, store.as_ref(), loaded, action, now).await,
     };
+    if let Ok(f) = &result {
+        ctx.span.record("outcome", f.outcome.as_str());
+        if f.outcome != Outcome::Nothing {
+            observe::outcome(f.outcome.as_str());
+        }
+        if was_new && f.outcome == Outcome::Save {
+            observe::new_session();
+        }
+    }
     match &result {
         Ok(f) => tracing::debug!(
             session = %config.name,
@@ -224,14 +235,14 @@ async fn finish_server(
             // The new record and the old one's deletion go out together.
             let (created, deleted) = tokio::join!(
                 create(ctx, store, &record, now),
-                store.delete(&existing.store_key)
+                observe::delete(store, &existing.store_key)
             );
             let header = created?;
             deleted?;
             Ok(Finished::new(Outcome::Renew, Some(header)))
         }
         Action::Keep if record.is_empty() && !changes.is_empty() => {
-            store.delete(&existing.store_key).await?;
+            observe::delete(store, &existing.store_key).await?;
             Ok(removal(ctx, Outcome::Purge))
         }
         Action::Keep if !existing.primary => {
@@ -274,10 +285,11 @@ async fn purge(
     now: OffsetDateTime,
 ) -> Result<Finished, SessionError> {
     if record.is_empty() {
-        store.delete(old).await?;
+        observe::delete(store, old).await?;
         return Ok(removal(ctx, Outcome::Purge));
     }
-    let (deleted, created) = tokio::join!(store.delete(old), create(ctx, store, record, now));
+    let (deleted, created) =
+        tokio::join!(observe::delete(store, old), create(ctx, store, record, now));
     deleted?;
     Ok(Finished::new(Outcome::Purge, Some(created?)))
 }
@@ -300,7 +312,7 @@ async fn touch(
     if !due {
         return Ok(Finished::new(Outcome::Nothing, None));
     }
-    if !store.touch(&existing.store_key, deadline).await? {
+    if !observe::touch(store, &existing.store_key, deadline).await? {
         return Ok(Finished::new(Outcome::Vanished, None));
     }
     let header = if record.persistent {
@@ -329,14 +341,14 @@ async fn move_to_primary(
     let bytes = encode_stored(config, store, &new_key, &record, now)?;
     let deadline = deadline(config, &record, now);
     let (saved, deleted) = tokio::join!(
-        store.save(&new_key, &bytes, deadline, SaveCondition::IfAbsent),
-        store.delete(&existing.store_key)
+        observe::save(store, &new_key, &bytes, deadline, SaveCondition::IfAbsent),
+        observe::delete(store, &existing.store_key)
     );
     deleted?;
     let record = match saved? {
         SaveOutcome::Saved(_) => record,
         SaveOutcome::Conflict => {
-            let Some(current) = store.load(&new_key).await? else {
+            let Some(current) = observe::load_record(store, &new_key).await? else {
                 return Ok(Finished::new(Outcome::Vanished, None));
             };
             let mut merged =
@@ -365,10 +377,7 @@ async fn create(
         let id = SessionId::generate();
         let key = id.store_key(config.keys.primary());
         let bytes = encode_stored(config, store, &key, record, now)?;
-        match store
-            .save(&key, &bytes, deadline, SaveCondition::IfAbsent)
-            .await?
-        {
+        match observe::save(store, &key, &bytes, deadline, SaveCondition::IfAbsent).await? {
             SaveOutcome::Saved(_) => return seal_id(config, &id, record, now, deadline),
             SaveOutcome::Conflict => continue,
         }
@@ -477,19 +486,25 @@ async fn cas_save(
     loop {
         let bytes = encode_stored(config, store, key, &record, now)?;
         let deadline = deadline(config, &record, now);
-        match store
-            .save(key, &bytes, deadline, SaveCondition::IfVersion(version))
-            .await?
+        match observe::save(
+            store,
+            key,
+            &bytes,
+            deadline,
+            SaveCondition::IfVersion(version),
+        )
+        .await?
         {
             SaveOutcome::Saved(new_version) => {
                 // Keep the write for the requests queued behind this one.
                 *last = lane.has_waiters().then(|| (new_version, record.clone()));
                 return Ok(Some(record));
             }
-            SaveOutcome::Conflict => {}
+            SaveOutcome::Conflict => observe::cas_conflict(),
         }
         attempt += 1;
         if started.elapsed() >= CAS_BUDGET {
+            observe::cas_exhausted();
             return Err(StoreError::Contended { attempts: attempt }.into());
         }
         tracing::debug!(session = %config.name, attempt, "concurrent update; merging changes");
@@ -497,7 +512,7 @@ async fn cas_save(
             // The first conflict is usually one other writer: reload at once.
             tokio::time::sleep(backoff(attempt)).await;
         }
-        let Some(fresh) = store.load(key).await? else {
+        let Some(fresh) = observe::load_record(store, key).await? else {
             tracing::debug!(session = %config.name, "session ended by a concurrent request; this request's changes are dropped");
             *last = None;
             return Ok(None);

@@ -103,6 +103,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// A short name for logs and metrics (`memory`, `memcache`, `redis`,
+    /// ...; never a key or an address). Default `custom`.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// Whether records should reach this store sealed with the session's key
     /// ring (AES-256-GCM, bound to their store key), so that the store holds
     /// nothing readable or forgeable without the key. Stores outside the

@@ -100,3 +100,54 @@ fn a_flood_of_refused_tokens_gives_at_most_one_warning_a_second() {
         "{warnings} warnings in {seconds} s"
     );
 }
+
+#[test]
+fn spans_carry_the_session_outcome_and_each_store_operation() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut token = String::new();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let env = server_env();
+            let mut jar = Jar::default();
+            bump(&env, &mut jar).await;
+            bump(&env, &mut jar).await;
+            token = jar.0.clone().unwrap();
+        })
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The session span: its name, what loading found, what was done.
+    assert!(
+        logs.contains("session{name=sid load=\"new\" outcome=\"save\"}"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("session{name=sid load=\"loaded\" outcome=\"save\"}"),
+        "{logs}"
+    );
+    // A span per store operation, with its latency and result.
+    for op in ["load", "save"] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("store{{op=\"{op}\" store=\"custom\"")))
+            .unwrap_or_else(|| panic!("no {op} span: {logs}"));
+        assert!(
+            line.contains("latency_us=") && line.contains("result=\"ok\""),
+            "{line}"
+        );
+    }
+    assert!(
+        !logs.contains(&token["sid=".len()..]),
+        "token leaked into logs"
+    );
+}

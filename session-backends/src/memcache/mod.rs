@@ -318,6 +318,10 @@ fn unexpected(code: Code) -> StoreError {
 
 #[async_trait]
 impl Store for MemcacheStore {
+    fn kind(&self) -> &'static str {
+        "memcache"
+    }
+
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let prefix = &self.inner.prefix;
         let reply = self

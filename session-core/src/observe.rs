@@ -1,0 +1,148 @@
+//! What the engine reports about itself: a span per store operation
+//! (operation, store, latency, result; never a key or a token), and with the
+//! `metrics` feature, counters and histograms through the `metrics` facade,
+//! for whichever recorder the application installs (Prometheus, StatsD...):
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `session_loads_total` | counter | `result`: `loaded`, `missing` (a valid token whose session is gone or expired), `refused` (a token that did not open), `store_error` |
+//! | `session_new_total` | counter | |
+//! | `session_refused_tokens_total` | counter | `reason` |
+//! | `session_outcomes_total` | counter | `outcome`: `save`, `touch`, `renew`, `purge`, `vanished` |
+//! | `session_cas_conflicts_total` | counter | |
+//! | `session_cas_exhausted_total` | counter | (saves given up after the compare-and-swap budget: 503) |
+//! | `session_store_errors_total` | counter | `op`, `store`, `kind`: `unavailable`, `timeout`, `too_large`, `contended`, `backend` |
+//! | `session_store_seconds` | histogram | `op`, `store` |
+//!
+//! Without the feature the counting functions are empty and compile away.
+
+use std::future::Future;
+use std::time::Instant;
+
+use tracing::Instrument as _;
+
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// Runs one store operation inside a `store` span, timing it and counting
+/// its errors.
+pub(crate) async fn store_call<T>(
+    store: &dyn Store,
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let kind = store.kind();
+    let span = tracing::debug_span!(
+        "store",
+        op,
+        store = kind,
+        latency_us = tracing::field::Empty,
+        result = tracing::field::Empty
+    );
+    let timed = cfg!(feature = "metrics") || !span.is_disabled();
+    let started = timed.then(Instant::now);
+    let result = call.instrument(span.clone()).await;
+    if let Some(started) = started {
+        let elapsed = started.elapsed();
+        span.record("latency_us", elapsed.as_micros() as u64);
+        span.record(
+            "result",
+            match &result {
+                Ok(_) => "ok",
+                Err(e) => error_kind(e),
+            },
+        );
+        #[cfg(feature = "metrics")]
+        {
+            metrics::histogram!("session_store_seconds", "op" => op, "store" => kind)
+                .record(elapsed.as_secs_f64());
+            if let Err(e) = &result {
+                metrics::counter!("session_store_errors_total", "op" => op, "store" => kind, "kind" => error_kind(e))
+                    .increment(1);
+            }
+        }
+    }
+    result
+}
+
+fn error_kind(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Timeout(_) => "timeout",
+        StoreError::TooLarge { .. } => "too_large",
+        StoreError::Contended { .. } => "contended",
+        _ => "backend",
+    }
+}
+
+/// A load's result (`session_loads_total`).
+pub(crate) fn load(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_loads_total", "result" => result).increment(1);
+    let _ = result;
+}
+
+/// A refused token (`session_refused_tokens_total`).
+pub(crate) fn refused(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_refused_tokens_total", "reason" => reason).increment(1);
+    let _ = reason;
+}
+
+/// A session stored for the first time (`session_new_total`).
+pub(crate) fn new_session() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_new_total").increment(1);
+}
+
+/// What a request did with its session (`session_outcomes_total`).
+pub(crate) fn outcome(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_outcomes_total", "outcome" => outcome).increment(1);
+    let _ = outcome;
+}
+
+/// A compare-and-swap that found the record changed.
+pub(crate) fn cas_conflict() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_cas_conflicts_total").increment(1);
+}
+
+/// A save given up after the compare-and-swap budget.
+pub(crate) fn cas_exhausted() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("session_cas_exhausted_total").increment(1);
+}
+
+/// [`Store::load`] through [`store_call`].
+pub(crate) async fn load_record(
+    store: &dyn Store,
+    key: &crate::id::StoreKey,
+) -> Result<Option<crate::store::StoredRecord>, StoreError> {
+    store_call(store, "load", store.load(key)).await
+}
+
+/// [`Store::save`] through [`store_call`].
+pub(crate) async fn save(
+    store: &dyn Store,
+    key: &crate::id::StoreKey,
+    bytes: &[u8],
+    expires_at: time::OffsetDateTime,
+    condition: crate::store::SaveCondition,
+) -> Result<crate::store::SaveOutcome, StoreError> {
+    store_call(store, "save", store.save(key, bytes, expires_at, condition)).await
+}
+
+/// [`Store::touch`] through [`store_call`].
+pub(crate) async fn touch(
+    store: &dyn Store,
+    key: &crate::id::StoreKey,
+    expires_at: time::OffsetDateTime,
+) -> Result<bool, StoreError> {
+    store_call(store, "touch", store.touch(key, expires_at)).await
+}
+
+/// [`Store::delete`] through [`store_call`].
+pub(crate) async fn delete(store: &dyn Store, key: &crate::id::StoreKey) -> Result<(), StoreError> {
+    store_call(store, "delete", store.delete(key)).await
+}
