@@ -33,7 +33,19 @@ struct Tier {
 ///   fresh data.
 /// - A tier whose size limit a record exceeds is skipped (its stale copy is
 ///   deleted); only the authoritative tier's limit is an error.
-/// - **Deletes** and **touches** go to every tier.
+/// - **Deletes** go to every tier. **Touches** go to the authoritative
+///   tier first: when it no longer has the session (revoked through
+///   another process), every faster copy is dropped instead of extended.
+///
+/// **Revocation.** A purge or renewal deletes the session from every tier.
+/// A write-behind copy re-checks the authoritative tier before and after it
+/// writes, so one that was on its way during a logout cannot bring the
+/// session back. What a delete cannot reach is another process's private
+/// memory tier: there a revoked session can still be read until that copy's
+/// cache TTL ends ([`cache_tier`](CascadeStoreBuilder::cache_tier)); writes
+/// to it fail at once (the authoritative compare-and-swap finds it gone)
+/// and touches drop it. Keep that TTL short (the demo uses 1 s) or use no
+/// memory tier where a logout must take effect everywhere at once.
 ///
 /// **Consistency between processes.** A memory tier is private to its
 /// process: after another process writes to the shared tier, this process
@@ -176,6 +188,29 @@ impl CascadeStore {
         self.inner.tiers.len() - 1 - usize::from(self.inner.write_behind)
     }
 
+    /// The authoritative tier's record under `key` and the cascade version
+    /// framed in it.
+    async fn authority_record(
+        authority: &Tier,
+        key: &StoreKey,
+    ) -> Result<Option<(Version, StoredRecord)>, StoreError> {
+        Ok(authority
+            .store
+            .load(key)
+            .await?
+            .and_then(|record| unframe(&record.bytes).map(|(v, _, _)| (v, record.clone()))))
+    }
+
+    /// The cascade version the authoritative tier holds for `key`, if any
+    /// (an unreachable tier counts as holding none).
+    async fn authority_version(authority: &Tier, key: &StoreKey) -> Option<Version> {
+        Self::authority_record(authority, key)
+            .await
+            .ok()
+            .flatten()
+            .map(|(version, _)| version)
+    }
+
     fn tier_deadline(tier: &Tier, expires_at: OffsetDateTime) -> OffsetDateTime {
         match tier.max_ttl {
             Some(ttl) => expires_at.min(OffsetDateTime::now_utc() + ttl),
@@ -305,8 +340,34 @@ impl Store for CascadeStore {
             let inner = self.inner.clone();
             let key = key.clone();
             tokio::spawn(async move {
+                let authority = &inner.tiers[inner.tiers.len() - 2];
                 let slowest = inner.tiers.last().expect("tiers");
+                // A delete (logout, renewal) or a newer write since makes
+                // this copy moot: writing it would bring a revoked session
+                // back, or an older one over a newer.
+                if Self::authority_version(authority, &key).await != Some(Version(version)) {
+                    return;
+                }
                 Self::write_copy(slowest, &key, &bytes, expires_at).await;
+                // A delete or write that ran while this one was on its way
+                // may have been overtaken by it: leave the slowest tier as
+                // the authority now is.
+                match Self::authority_record(authority, &key).await {
+                    Ok(Some((current, _))) if current == Version(version) => {}
+                    Ok(Some((_, record))) => {
+                        let deadline = record.expires_at.unwrap_or(expires_at);
+                        Self::write_copy(slowest, &key, &record.bytes, deadline).await;
+                    }
+                    Ok(None) => {
+                        if let Err(e) = slowest.store.delete(&key).await {
+                            tracing::warn!(error = %e, "cascade: could not take back a write-behind copy of a deleted session");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cascade: write-behind could not re-check the authoritative tier; dropping its copy");
+                        let _ = slowest.store.delete(&key).await;
+                    }
+                }
             });
         }
         Ok(SaveOutcome::Saved(Version(version)))
@@ -314,8 +375,22 @@ impl Store for CascadeStore {
 
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
         let authority = self.authoritative();
-        let mut found = false;
+        // The authoritative tier first: a session it no longer has (revoked
+        // elsewhere) must not live on through a faster tier's copy.
+        if !self.inner.tiers[authority]
+            .store
+            .touch(key, expires_at)
+            .await?
+        {
+            for tier in &self.inner.tiers {
+                let _ = tier.store.delete(key).await;
+            }
+            return Ok(false);
+        }
         for (i, tier) in self.inner.tiers.iter().enumerate() {
+            if i == authority {
+                continue;
+            }
             let result = if tier.max_ttl.is_some() {
                 // A capped tier keeps the real deadline in the frame: rewrite
                 // its (local, cheap) copy rather than touch it.
@@ -334,14 +409,11 @@ impl Store for CascadeStore {
             } else {
                 tier.store.touch(key, expires_at).await
             };
-            match result {
-                Ok(touched) if i == authority => found = touched,
-                Ok(_) => {}
-                Err(e) if i == authority => return Err(e),
-                Err(e) => tracing::warn!(error = %e, tier = i, "cascade tier touch failed"),
+            if let Err(e) = result {
+                tracing::warn!(error = %e, tier = i, "cascade tier touch failed");
             }
         }
-        Ok(found)
+        Ok(true)
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -363,5 +435,178 @@ impl Store for CascadeStore {
 
     fn seals_at_rest(&self) -> bool {
         self.inner.tiers.iter().any(|t| t.store.seals_at_rest())
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    /// A memory store whose saves take `delay` (a slow remote tier).
+    #[derive(Debug)]
+    struct Slow {
+        inner: MemoryStore,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl Store for Slow {
+        async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+            self.inner.load(key).await
+        }
+        async fn save(
+            &self,
+            key: &StoreKey,
+            record: &[u8],
+            expires_at: OffsetDateTime,
+            condition: SaveCondition,
+        ) -> Result<SaveOutcome, StoreError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.save(key, record, expires_at, condition).await
+        }
+        async fn touch(&self, key: &StoreKey, at: OffsetDateTime) -> Result<bool, StoreError> {
+            self.inner.touch(key, at).await
+        }
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+    }
+
+    fn later() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + Duration::from_secs(600)
+    }
+
+    fn key() -> StoreKey {
+        crate::conformance::unique_key("revocation")
+    }
+
+    #[tokio::test]
+    async fn a_write_behind_copy_on_its_way_during_a_logout_does_not_bring_the_session_back() {
+        let slow = Arc::new(Slow {
+            inner: MemoryStore::new(),
+            delay: Duration::from_millis(100),
+        });
+        let cascade = CascadeStore::builder()
+            .tier(MemoryStore::new())
+            .tier(slow.clone())
+            .write_behind(true)
+            .build()
+            .unwrap();
+        let key = key();
+        cascade
+            .save(&key, b"logged in", later(), SaveCondition::IfAbsent)
+            .await
+            .unwrap();
+        // Logout while the slow tier's copy is still on its way.
+        cascade.delete(&key).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            slow.inner.load(&key).await.unwrap().is_none(),
+            "revoked session written back"
+        );
+        assert!(cascade.load(&key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn write_behind_leaves_the_slowest_tier_as_the_authority_is() {
+        let slow = Arc::new(Slow {
+            inner: MemoryStore::new(),
+            delay: Duration::from_millis(50),
+        });
+        let cascade = CascadeStore::builder()
+            .tier(MemoryStore::new())
+            .tier(slow.clone())
+            .write_behind(true)
+            .build()
+            .unwrap();
+        let key = key();
+        let SaveOutcome::Saved(v1) = cascade
+            .save(&key, b"one", later(), SaveCondition::IfAbsent)
+            .await
+            .unwrap()
+        else {
+            panic!("saved")
+        };
+        cascade
+            .save(&key, b"two", later(), SaveCondition::IfVersion(v1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let copy = slow.inner.load(&key).await.unwrap().expect("copied");
+        assert_eq!(unframe(&copy.bytes).unwrap().2, b"two");
+    }
+
+    /// Two processes: each with its own memory cache in front of one
+    /// shared authoritative store.
+    fn two_processes(ttl: Duration) -> (CascadeStore, CascadeStore) {
+        let shared = Arc::new(MemoryStore::new());
+        let process = || {
+            CascadeStore::builder()
+                .cache_tier(MemoryStore::new(), ttl)
+                .tier(shared.clone())
+                .build()
+                .unwrap()
+        };
+        (process(), process())
+    }
+
+    #[tokio::test]
+    async fn a_touch_does_not_extend_a_session_the_authority_no_longer_has() {
+        let (a, b) = two_processes(Duration::from_secs(60));
+        let key = key();
+        a.save(&key, b"x", later(), SaveCondition::IfAbsent)
+            .await
+            .unwrap();
+        assert!(b.load(&key).await.unwrap().is_some());
+        b.delete(&key).await.unwrap(); // logout on B
+        assert!(!a.touch(&key, later()).await.unwrap());
+        assert!(
+            a.load(&key).await.unwrap().is_none(),
+            "A's cached copy dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_session_lives_on_in_another_process_cache_at_most_its_ttl() {
+        let ttl = Duration::from_millis(300);
+        let (a, b) = two_processes(ttl);
+        let key = key();
+        a.save(&key, b"x", later(), SaveCondition::IfAbsent)
+            .await
+            .unwrap();
+        assert!(a.load(&key).await.unwrap().is_some(), "cached on A");
+        b.delete(&key).await.unwrap();
+        // Within the TTL, A may still read its copy...
+        assert!(
+            a.load(&key).await.unwrap().is_some(),
+            "documented stale read"
+        );
+        // ...and past it, the copy is gone.
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert!(a.load(&key).await.unwrap().is_none());
+
+        // A write through a stale copy fails: the authority decides.
+        let key = super::tests::key();
+        a.save(&key, b"x", later(), SaveCondition::IfAbsent)
+            .await
+            .unwrap();
+        let loaded = a.load(&key).await.unwrap().expect("cached on A");
+        b.delete(&key).await.unwrap();
+        assert_eq!(
+            a.save(
+                &key,
+                b"y",
+                later(),
+                SaveCondition::IfVersion(loaded.version)
+            )
+            .await
+            .unwrap(),
+            SaveOutcome::Conflict
+        );
+        assert!(
+            a.load(&key).await.unwrap().is_none(),
+            "the conflict dropped the stale copy"
+        );
     }
 }
