@@ -1,13 +1,19 @@
 //! Lanes for saves of one session from concurrent requests of this process:
-//! they wait in line instead of racing each other's compare-and-swap, and
-//! each builds on the version the previous one wrote.
+//! they wait in line instead of racing each other's compare-and-swap. The
+//! save at the head of the line takes the change lists of every save queued
+//! behind it, replays them on its record and writes them all with one
+//! compare-and-swap (combining); a save that arrives later builds on the
+//! version the previous one wrote.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::oneshot;
+
 use crate::codec::Record;
 use crate::id::StoreKey;
+use crate::state::Change;
 use crate::store::Version;
 
 /// The lanes of one session configuration, keyed by store key. A lane
@@ -20,13 +26,54 @@ pub(crate) struct SaveLanes {
 /// One session's lane.
 pub(crate) struct Lane {
     /// The version and record the last save in this lane wrote, kept only
-    /// while other saves wait.
+    /// while other saves wait. Holding this lock is leading the lane.
     last_saved: tokio::sync::Mutex<Option<(Version, Record)>>,
+    /// Saves waiting for the lock, whose changes the leader may write for
+    /// them.
+    queue: Mutex<Vec<Queued>>,
+}
+
+/// A save waiting in a lane: its changes, and where the leader that wrote
+/// them reports the record it wrote (`None`: the session was ended
+/// meanwhile). A leader that fails drops the sender; the save then makes
+/// its own attempt.
+pub(crate) struct Queued {
+    ticket: u64,
+    pub(crate) changes: Vec<Change>,
+    pub(crate) reply: oneshot::Sender<Option<Record>>,
 }
 
 impl Lane {
     pub(crate) fn last_saved(&self) -> &tokio::sync::Mutex<Option<(Version, Record)>> {
         &self.last_saved
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `changes` for the lane's leader; returns the ticket to take
+    /// them back with and where the result will come.
+    pub(crate) fn enqueue(&self, changes: &[Change]) -> (u64, oneshot::Receiver<Option<Record>>) {
+        static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let ticket = TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, result) = oneshot::channel();
+        self.queue().push(Queued {
+            ticket,
+            changes: changes.to_vec(),
+            reply,
+        });
+        (ticket, result)
+    }
+
+    /// Takes back a queued save that no leader took.
+    pub(crate) fn dequeue(&self, ticket: u64) {
+        self.queue().retain(|q| q.ticket != ticket);
+    }
+
+    /// Every save queued so far, for the leader to write.
+    pub(crate) fn take_queue(&self) -> Vec<Queued> {
+        std::mem::take(&mut *self.queue())
     }
 }
 
@@ -78,6 +125,7 @@ impl SaveLanes {
             .or_insert_with(|| {
                 Arc::new(Lane {
                     last_saved: tokio::sync::Mutex::new(None),
+                    queue: Mutex::new(Vec::new()),
                 })
             })
             .clone();

@@ -471,7 +471,22 @@ async fn cas_save(
     let config = &ctx.config;
     let started = Instant::now();
     let lane = config.save_lanes.enter(key);
-    let mut last = lane.last_saved().lock().await;
+    let mut last = match lane.last_saved().try_lock() {
+        Ok(last) => last,
+        Err(_) => {
+            // Another save of this session leads the lane: queue our changes
+            // so it can write them with its own, and wait for the lead.
+            let (ticket, mut result) = lane.enqueue(changes);
+            let last = lane.last_saved().lock().await;
+            match result.try_recv() {
+                Ok(written) => return Ok(written),
+                // Still queued: lead. Or taken by a leader that failed: our
+                // own attempt follows.
+                Err(_) => lane.dequeue(ticket),
+            }
+            last
+        }
+    };
     if let Some((saved_version, saved)) = last.as_ref() {
         // A request of this process saved the session after this one loaded
         // it: build on that write rather than on a version known to be stale.
@@ -482,10 +497,29 @@ async fn cas_save(
             version = *saved_version;
         }
     }
+    // Saves queued behind this one ride along in its write. `record` keeps
+    // this request's changes only, so the riders can be dropped (they then
+    // save on their own) if their changes make the record unwritable.
+    let mut riders = lane.take_queue();
     let mut attempt = 0u32;
     loop {
-        let bytes = encode_stored(config, store, key, &record, now)?;
-        let deadline = deadline(config, &record, now);
+        let combined = (!riders.is_empty()).then(|| {
+            let mut all = record.clone();
+            for rider in &riders {
+                replay(config, &rider.changes, &mut all);
+            }
+            all
+        });
+        let to_write = combined.as_ref().unwrap_or(&record);
+        let bytes = match encode_stored(config, store, key, to_write, now) {
+            Err(e) if !riders.is_empty() => {
+                tracing::debug!(session = %config.name, error = %e, "queued saves make the record unwritable; each saves on its own");
+                riders.clear();
+                continue;
+            }
+            other => other?,
+        };
+        let deadline = deadline(config, to_write, now);
         match observe::save(
             store,
             key,
@@ -496,9 +530,13 @@ async fn cas_save(
         .await?
         {
             SaveOutcome::Saved(new_version) => {
+                let written = combined.unwrap_or(record);
+                for rider in riders {
+                    let _ = rider.reply.send(Some(written.clone()));
+                }
                 // Keep the write for the requests queued behind this one.
-                *last = lane.has_waiters().then(|| (new_version, record.clone()));
-                return Ok(Some(record));
+                *last = lane.has_waiters().then(|| (new_version, written.clone()));
+                return Ok(Some(written));
             }
             SaveOutcome::Conflict => observe::cas_conflict(),
         }
@@ -514,6 +552,9 @@ async fn cas_save(
         }
         let Some(fresh) = observe::load_record(store, key).await? else {
             tracing::debug!(session = %config.name, "session ended by a concurrent request; this request's changes are dropped");
+            for rider in riders {
+                let _ = rider.reply.send(None);
+            }
             *last = None;
             return Ok(None);
         };

@@ -1005,3 +1005,77 @@ async fn of_several_cookies_with_the_session_name_the_first_live_one_wins() {
         Some(1)
     );
 }
+
+/// A store whose saves take a while, so concurrent saves queue up.
+#[derive(Debug, Default)]
+struct SlowSaves {
+    inner: CountingStore,
+}
+
+#[session_core::async_trait]
+impl Store for SlowSaves {
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: session_core::time::OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.inner.save(key, record, expires_at, condition).await
+    }
+    async fn touch(
+        &self,
+        key: &StoreKey,
+        expires_at: session_core::time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Saves of one session queued behind a slow write ride along in the next
+/// one: 32 concurrent updates count exactly, in a handful of writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_saves_of_one_session_are_combined_into_one_write() {
+    let store = Arc::new(SlowSaves::default());
+    let manager =
+        SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
+            .unwrap();
+    let mut jar = Jar::default();
+    {
+        let req = jar.start(&manager);
+        req.primary().insert(&COUNTER, &0u64).await.unwrap();
+        finish(&mut jar, &req).await;
+    }
+    let before = store.inner.saves.load(Ordering::SeqCst);
+    let barrier = Arc::new(tokio::sync::Barrier::new(32));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (manager, jar, barrier) = (manager.clone(), jar.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let req = jar.start(&manager);
+                req.primary()
+                    .update(&COUNTER, |n| n.unwrap_or(0) + 1)
+                    .await
+                    .unwrap();
+                barrier.wait().await;
+                req.finish().await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        let finished = task.await.unwrap();
+        assert_eq!(finished.len(), 2, "Vary and Cache-Control, no token change");
+    }
+    let writes = store.inner.saves.load(Ordering::SeqCst) - before;
+    let req = jar.start(&manager);
+    assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(32));
+    eprintln!("32 concurrent saves of one session: {writes} writes");
+    assert!(writes <= 4, "32 saves took {writes} writes");
+}

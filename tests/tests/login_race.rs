@@ -38,7 +38,9 @@ async fn race(setup: Setup) {
             })
         })
         .collect();
-    let login = user.post("/login", serde_json::json!({ "user": "ada" })).await;
+    let login = user
+        .post("/login", serde_json::json!({ "user": "ada" }))
+        .await;
     assert_eq!(login.status, 200, "{}", login.body);
     let new_token = user.token().expect("the login's cookie");
     assert_ne!(new_token, old_token, "login renews the id");
