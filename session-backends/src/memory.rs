@@ -85,6 +85,13 @@ struct Order {
     bytes: usize,
 }
 
+/// The two eviction queues of a shard.
+#[derive(Clone, Copy)]
+enum Segment {
+    Probation,
+    Protected,
+}
+
 struct Entry {
     bytes: Vec<u8>,
     version: u64,
@@ -156,7 +163,28 @@ impl Shard {
     /// one not used since eviction last passed it. `false` when empty.
     fn evict_one(&mut self) -> bool {
         let Shard { entries, order } = self;
-        while let Some((key, id)) = order.probation.pop_front() {
+        // Probation: a used entry is promoted; the first unused one goes.
+        // Protected (CLOCK): a used entry gets a second chance.
+        Self::evict_from(entries, order, Segment::Probation)
+            || Self::evict_from(entries, order, Segment::Protected)
+    }
+
+    /// Walks `segment` from its oldest item: stale items are dropped, used
+    /// entries move to the back of the protected queue with their flag
+    /// cleared, and the first unused entry is removed.
+    fn evict_from(
+        entries: &mut HashMap<Arc<str>, Entry, RandomState>,
+        order: &mut Order,
+        segment: Segment,
+    ) -> bool {
+        loop {
+            let queue = match segment {
+                Segment::Probation => &mut order.probation,
+                Segment::Protected => &mut order.protected,
+            };
+            let Some((key, id)) = queue.pop_front() else {
+                return false;
+            };
             match entries.get_mut(&key) {
                 Some(entry) if entry.id == id && entry.used => {
                     entry.used = false;
@@ -170,21 +198,6 @@ impl Shard {
                 _ => {}
             }
         }
-        while let Some((key, id)) = order.protected.pop_front() {
-            match entries.get_mut(&key) {
-                Some(entry) if entry.id == id && entry.used => {
-                    entry.used = false;
-                    order.protected.push_back((key, id));
-                }
-                Some(entry) if entry.id == id => {
-                    let (key, entry) = entries.remove_entry(&key).expect("present");
-                    order.forget(key, &entry);
-                    return true;
-                }
-                _ => {}
-            }
-        }
-        false
     }
 
     /// Evicts until `more_entries` new entries and `more_bytes` more bytes fit.

@@ -187,6 +187,53 @@ macro_rules! adapter_exports {
     };
 }
 
+/// The setup every adapter's entry type (`SessionLayer`,
+/// `SessionMiddleware`, `SessionFairing`: a struct with one field,
+/// `manager`) offers, the same way: `new(manager)`, the shortcuts
+/// `cookie(keys)`, `server(store, keys)` and (with the adapter's `memory`
+/// feature) `memory(keys)`, and `From<SessionManager>`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! adapter_setup {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("A ", $what, " serving the sessions of `manager` (any configuration,")]
+            /// several named sessions); the shortcuts below cover one session
+            /// with the default settings.
+            pub fn new(manager: $crate::SessionManager) -> Self {
+                $ty { manager }
+            }
+
+            /// One sealed-cookie session, `sid`, with the default settings
+            /// ([`SessionManager::cookie`](crate::SessionManager::cookie)).
+            pub fn cookie(keys: $crate::KeyRing) -> Self {
+                Self::new($crate::SessionManager::cookie(keys))
+            }
+
+            /// One session, `sid`, kept in `store` (by value or in an `Arc`),
+            /// with the default settings
+            /// ([`SessionManager::server`](crate::SessionManager::server)).
+            pub fn server(store: impl $crate::IntoStore, keys: $crate::KeyRing) -> Self {
+                Self::new($crate::SessionManager::server(store, keys))
+            }
+
+            /// One session, `sid`, in a new
+            /// [`MemoryStore`](crate::MemoryStore) with its default limits:
+            /// sessions end when the process does.
+            #[cfg(feature = "memory")]
+            pub fn memory(keys: $crate::KeyRing) -> Self {
+                Self::server(::session_backends::MemoryStore::new(), keys)
+            }
+        }
+
+        impl ::std::convert::From<$crate::SessionManager> for $ty {
+            fn from(manager: $crate::SessionManager) -> Self {
+                Self::new(manager)
+            }
+        }
+    };
+}
+
 /// What adapters call around a handler, kept out of a handler's way: the
 /// handles' `Deref` does not lead here, and `finish` resolves only where
 /// [`adapter::Finish`] is imported.

@@ -22,12 +22,24 @@ impl std::io::Write for Captured {
     }
 }
 
-#[test]
-fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
+/// Runs `body` on a current-thread runtime with a subscriber that writes
+/// everything up to `level` (and, with `close`, each span when it closes)
+/// into the returned text.
+fn logged<F: std::future::Future<Output = ()>>(
+    level: tracing::Level,
+    close: bool,
+    body: impl FnOnce() -> F,
+) -> String {
     let captured = Captured::default();
     let writer = captured.clone();
+    let events = if close {
+        tracing_subscriber::fmt::format::FmtSpan::CLOSE
+    } else {
+        tracing_subscriber::fmt::format::FmtSpan::NONE
+    };
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_max_level(level)
+        .with_span_events(events)
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
@@ -35,24 +47,28 @@ fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
         .enable_all()
         .build()
         .unwrap();
+    tracing::subscriber::with_default(subscriber, || rt.block_on(body()));
+    let text = captured.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
+#[test]
+fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
     let mut tokens = Vec::new();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let env = server_env();
-            let mut jar = Jar::default();
-            bump(&env, &mut jar).await;
-            tokens.push(jar.0.clone().unwrap());
-            bump(&env, &mut jar).await;
-            let forged = "sid=AAAAforgedtokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
-            peek(&env, &mut Jar(Some(forged.clone()))).await;
-            tokens.push(forged);
-            let cookie_env = cookie_env_with(|c| c);
-            let mut jar = Jar::default();
-            bump(&cookie_env, &mut jar).await;
-            tokens.push(jar.0.unwrap());
-        })
+    let logs = logged(tracing::Level::TRACE, false, || async {
+        let env = server_env();
+        let mut jar = Jar::default();
+        bump(&env, &mut jar).await;
+        tokens.push(jar.0.clone().unwrap());
+        bump(&env, &mut jar).await;
+        let forged = "sid=AAAAforgedtokenAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string();
+        peek(&env, &mut Jar(Some(forged.clone()))).await;
+        tokens.push(forged);
+        let cookie_env = cookie_env_with(|c| c);
+        let mut jar = Jar::default();
+        bump(&cookie_env, &mut jar).await;
+        tokens.push(jar.0.unwrap());
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("outcome=\"save\""), "{logs}");
     assert!(logs.contains("save_us="), "{logs}");
     assert!(logs.contains("load=\"loaded\""), "{logs}");
@@ -69,29 +85,20 @@ fn logs_carry_outcomes_and_timings_but_no_token_id_or_key() {
 
 #[test]
 fn a_flood_of_refused_tokens_gives_at_most_one_warning_a_second() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let started = std::time::Instant::now();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let env = server_env();
-            for i in 0..500 {
-                let forged = format!("sid=forged{i}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-                peek(&env, &mut Jar(Some(forged))).await;
-            }
-        })
+    let mut sent = 0;
+    let logs = logged(tracing::Level::WARN, false, || async {
+        let env = server_env();
+        // Over a second boundary, so at least one warning is this flood's
+        // even if another test of this binary warned in the same second.
+        while started.elapsed() < std::time::Duration::from_millis(1100) {
+            let forged = format!("sid=forged{sent}AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+            peek(&env, &mut Jar(Some(forged))).await;
+            sent += 1;
+        }
     });
+    assert!(sent > 100, "a flood: {sent} refused tokens");
     let seconds = started.elapsed().as_secs() + 1;
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let warnings = logs.matches("session token refused").count() as u64;
     assert!(warnings >= 1, "the first refusal is a warning: {logs}");
     // One per second the loop spanned (it may straddle a boundary).
@@ -103,29 +110,14 @@ fn a_flood_of_refused_tokens_gives_at_most_one_warning_a_second() {
 
 #[test]
 fn spans_carry_the_session_outcome_and_each_store_operation() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let mut token = String::new();
-    tracing::subscriber::with_default(subscriber, || {
-        rt.block_on(async {
-            let env = server_env();
-            let mut jar = Jar::default();
-            bump(&env, &mut jar).await;
-            bump(&env, &mut jar).await;
-            token = jar.0.clone().unwrap();
-        })
+    let logs = logged(tracing::Level::DEBUG, true, || async {
+        let env = server_env();
+        let mut jar = Jar::default();
+        bump(&env, &mut jar).await;
+        bump(&env, &mut jar).await;
+        token = jar.0.clone().unwrap();
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     // The session span: its name, what loading found, what was done.
     assert!(
         logs.contains("session{name=sid load=\"new\" outcome=\"save\"}"),

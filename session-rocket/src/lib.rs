@@ -37,39 +37,7 @@ pub struct SessionFairing {
     manager: SessionManager,
 }
 
-impl SessionFairing {
-    /// A fairing serving the sessions of `manager` (any configuration,
-    /// several named sessions); the shortcuts below cover one session with
-    /// the default settings.
-    pub fn new(manager: SessionManager) -> Self {
-        SessionFairing { manager }
-    }
-
-    /// One sealed-cookie session, `sid`, with the default settings
-    /// ([`SessionManager::cookie`]).
-    pub fn cookie(keys: KeyRing) -> Self {
-        Self::new(SessionManager::cookie(keys))
-    }
-
-    /// One session, `sid`, kept in `store` (by value or in an `Arc`), with
-    /// the default settings ([`SessionManager::server`]).
-    pub fn server(store: impl IntoStore, keys: KeyRing) -> Self {
-        Self::new(SessionManager::server(store, keys))
-    }
-
-    /// One session, `sid`, in a new [`MemoryStore`] with its default
-    /// limits: sessions end when the process does.
-    #[cfg(feature = "memory")]
-    pub fn memory(keys: KeyRing) -> Self {
-        Self::server(MemoryStore::new(), keys)
-    }
-}
-
-impl From<SessionManager> for SessionFairing {
-    fn from(manager: SessionManager) -> Self {
-        Self::new(manager)
-    }
-}
+session_core::adapter_setup!(SessionFairing, "fairing");
 
 /// The request's sessions slot: empty until a guard asks, so requests that
 /// never use a session read no token (Rocket's `local_cache` cannot tell

@@ -148,23 +148,7 @@ fn ensure_wrk() -> Result<PathBuf, String> {
         return Ok(wrk);
     }
     println!("wrk not found: installing the Debian package");
-    let ok = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "wrk"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("apt-get")
-                .args(["install", "-y", "-qq", "wrk"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success()));
-    if !ok {
-        return Err("wrk is not installed and apt-get install wrk failed".into());
-    }
+    crate::datastores::apt_install(&["wrk"])?;
     which("wrk").ok_or_else(|| "wrk still not found".into())
 }
 
