@@ -85,6 +85,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// Serves the demo on `listener` until `shutdown` completes (or, with
 /// `signals`, until Ctrl-C or SIGTERM). Call inside an actix system.
+///
+/// # Errors
+///
+/// The server fails to start or stops with an I/O error.
 pub async fn serve(
     listener: std::net::TcpListener,
     manager: SessionManager,

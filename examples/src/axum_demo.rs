@@ -89,6 +89,10 @@ pub fn router(manager: SessionManager) -> Router {
 }
 
 /// Serves the demo on `listener` until `shutdown` completes.
+///
+/// # Errors
+///
+/// The server stops with an I/O error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     manager: SessionManager,

@@ -169,11 +169,19 @@ fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
 
 impl DemoConfig {
     /// Reads the process environment.
+    ///
+    /// # Errors
+    ///
+    /// A variable with a value the demo cannot use; the error names it.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
 
     /// Reads the variables through `get` (tests pass a map).
+    ///
+    /// # Errors
+    ///
+    /// A variable with a value the demo cannot use; the error names it.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let port = match var("PORT") {
@@ -329,6 +337,10 @@ impl DemoConfig {
     }
 
     /// The session manager this configuration describes.
+    ///
+    /// # Errors
+    ///
+    /// A store that cannot be built from the configuration (a bad URL, a directory that cannot be used); the error names its variable.
     pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
         let keys = self.keys.clone();
         let config = match &self.store {

@@ -132,6 +132,11 @@ impl CascadeStoreBuilder {
     }
 
     /// Builds the cascade.
+    ///
+    /// # Errors
+    ///
+    /// No tier, or write-behind with fewer than two tiers
+    /// ([`CascadeConfigError`]).
     pub fn build(self) -> Result<CascadeStore, CascadeConfigError> {
         if self.tiers.is_empty() {
             return Err(CascadeConfigError::NoTiers);

@@ -398,6 +398,10 @@ impl FileStore {
     }
 
     /// Removes expired files now; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read.
     pub fn sweep_expired(&self) -> std::io::Result<usize> {
         self.inner.sweep(None)
     }

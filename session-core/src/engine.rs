@@ -156,6 +156,10 @@ impl RequestSessions {
     }
 
     /// The session named `name`.
+    ///
+    /// # Errors
+    ///
+    /// No session of that name is configured.
     pub fn named(&self, name: &str) -> Result<&Session, SessionError> {
         self.sessions
             .iter()

@@ -113,6 +113,10 @@ impl StoreError {
     ///     Err(StoreError::TooLarge { size: 101, limit: 100 })
     /// ));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `StoreError::TooLarge` when `size` exceeds `limit`.
     pub fn check_size(size: usize, limit: usize) -> Result<(), StoreError> {
         if size > limit {
             return Err(StoreError::TooLarge { size, limit });

@@ -112,12 +112,21 @@ impl KeyRing {
 
     /// A ring from a base64 secret (standard or URL-safe alphabet, padding
     /// optional), as read from an environment variable.
+    ///
+    /// # Errors
+    ///
+    /// `KeyError::Base64` for text that is not base64; then as
+    /// [`from_secret`](Self::from_secret).
     pub fn from_base64(secret: &str) -> Result<Self, KeyError> {
         Self::from_secret(&decode_secret(secret)?)
     }
 
     /// A ring with a fresh random 64-byte secret: sessions will not survive a
     /// restart and are not shared between processes.
+    ///
+    /// # Errors
+    ///
+    /// `KeyError::Random` when the operating system's random generator fails.
     pub fn generate() -> Result<Self, KeyError> {
         let mut secret = Zeroizing::new([0u8; 64]);
         // Long-lived secrets come straight from the operating system.
@@ -127,6 +136,11 @@ impl KeyRing {
     }
 
     /// Adds an older secret that still opens tokens but no longer seals.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_secret`](Self::from_secret), and `KeyError::DuplicateKey` for
+    /// a secret the ring already holds.
     #[must_use = "with_old_secret returns a new ring"]
     pub fn with_old_secret(self, secret: &[u8]) -> Result<Self, KeyError> {
         let derived = DerivedKeys::derive(secret)?;
@@ -141,6 +155,11 @@ impl KeyRing {
     }
 
     /// [`with_old_secret`](Self::with_old_secret) from base64.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_base64`](Self::from_base64) and
+    /// [`with_old_secret`](Self::with_old_secret).
     pub fn with_old_base64(self, secret: &str) -> Result<Self, KeyError> {
         self.with_old_secret(&decode_secret(secret)?)
     }

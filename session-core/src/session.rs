@@ -173,6 +173,11 @@ impl Session {
     /// let n: Option<u64> = session.get("n").await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), or a
+    /// stored value that is not a `T`.
     pub async fn get<T, K>(&self, key: &K) -> Result<Option<T>, SessionError>
     where
         T: DeserializeOwned,
@@ -190,6 +195,11 @@ impl Session {
 
     /// Stores `value` under `key`. Refused when the key is a constant
     /// attribute, or when the configured codec cannot keep the value exactly.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), a key
+    /// that is a constant attribute, or a value the codec cannot keep exactly.
     pub async fn insert<T, K>(&self, key: &K, value: &T) -> Result<(), SessionError>
     where
         T: Serialize + ?Sized,
@@ -260,6 +270,11 @@ impl Session {
     }
 
     /// Removes the value under `key`; returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), a key
+    /// that is a constant attribute, or a removed value that is not a `T`.
     pub async fn remove<T, K>(&self, key: &K) -> Result<bool, SessionError>
     where
         T: ?Sized,
@@ -277,18 +292,30 @@ impl Session {
     }
 
     /// Whether a value is stored under `key`.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn contains(&self, key: &str) -> Result<bool, SessionError> {
         self.with(|l, _| Ok(l.record.values.contains_key(key)))
             .await
     }
 
     /// The names of all values.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         self.with(|l, _| Ok(l.record.values.keys().cloned().collect()))
             .await
     }
 
     /// Removes every value except constant attributes, and every flash.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn clear(&self) -> Result<(), SessionError> {
         self.with(|l, _| l.change(Change::Clear)).await
     }
@@ -297,6 +324,12 @@ impl Session {
     /// session's life. Allowed only while the session is new or renewed in
     /// this request (at login, say); later requests get
     /// [`SessionError::ConstantAttribute`] when they try to change it.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), a key
+    /// that is already a constant attribute, or a value the codec cannot keep
+    /// exactly.
     pub async fn insert_constant<T, K>(&self, key: &K, value: &T) -> Result<(), SessionError>
     where
         T: Serialize + ?Sized,
@@ -315,6 +348,11 @@ impl Session {
     }
 
     /// Adds a flash of `kind`: a value that lasts until read.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), or a
+    /// message the codec cannot keep exactly.
     pub async fn flash<T: Serialize + ?Sized>(
         &self,
         kind: &str,
@@ -330,6 +368,11 @@ impl Session {
 
     /// Takes every pending flash of `kind`, oldest first. If one does not
     /// deserialize as `T`, nothing is taken.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), or a
+    /// pending message that is not a `T` (nothing is taken then).
     pub async fn take_flashes<T: DeserializeOwned>(
         &self,
         kind: &str,
@@ -357,6 +400,11 @@ impl Session {
     /// Takes every pending flash of every kind, as `(kind, value)` in the
     /// order they were added. If one does not deserialize as `T`, nothing is
     /// taken.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), or a
+    /// pending message that is not a `T` (nothing is taken then).
     pub async fn take_all_flashes<T: DeserializeOwned>(
         &self,
     ) -> Result<Vec<(String, T)>, SessionError> {
@@ -379,6 +427,11 @@ impl Session {
     }
 
     /// Pending flashes of `kind`, without taking them.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503), or a
+    /// pending message that is not a `T`.
     pub async fn peek_flashes<T: DeserializeOwned>(
         &self,
         kind: &str,
@@ -396,6 +449,10 @@ impl Session {
 
     /// Persistent ("remember me": the cookie outlives the browser, with
     /// `Max-Age`) or browser-session lifetime for this session.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn set_persistent(&self, persistent: bool) -> Result<(), SessionError> {
         self.with(|l, _| {
             if l.record.persistent != persistent {
@@ -407,11 +464,19 @@ impl Session {
     }
 
     /// Whether the session is persistent.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn is_persistent(&self) -> Result<bool, SessionError> {
         self.with(|l, _| Ok(l.record.persistent)).await
     }
 
     /// Whether the request came without a valid session.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn is_new(&self) -> Result<bool, SessionError> {
         self.with(|l, _| Ok(l.is_new())).await
     }
@@ -419,6 +484,10 @@ impl Session {
     /// Gives the session a new id (and token) while keeping its data, and
     /// deletes the old id: call it on login and privilege changes against
     /// session fixation. Constant attributes may be set again afterwards.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn renew(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
@@ -429,6 +498,10 @@ impl Session {
     /// Ends the session: its stored record is deleted and the client gets a
     /// removal cookie. Values set after `purge` in the same request start a
     /// new session.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session (answered with 503).
     pub async fn purge(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;

@@ -133,3 +133,54 @@ pub(crate) fn duplicates() -> Result<(), String> {
         ))
     }
 }
+
+/// Each adapter's README program (its `readme` example) built in a fresh
+/// crate that depends on that adapter, its framework and tokio only, as a
+/// new user would write it: the adapter must be the only session crate
+/// needed. The crates share one target directory under `target/`, and the
+/// workspace's lockfile, so versions match what the tests ran.
+pub(crate) fn adapters_alone() -> Result<(), String> {
+    let root = crate::workspace_root();
+    let base = root.join("target/adapter-alone");
+    let lockfile = std::fs::read(root.join("Cargo.lock")).map_err(|e| e.to_string())?;
+    let frameworks: [(&str, &str); 3] = [
+        ("session-axum", "axum = \"0.8\"\ntokio = { version = \"1\", features = [\"macros\", \"rt-multi-thread\", \"net\"] }"),
+        ("session-actix", "actix-web = { version = \"4\", default-features = false, features = [\"macros\"] }"),
+        ("session-rocket", "rocket = \"0.5\""),
+    ];
+    let mut failed = Vec::new();
+    for (adapter, framework) in frameworks {
+        let dir = base.join(format!("{adapter}-user"));
+        std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+        let manifest = format!(
+            "[package]\nname = \"{adapter}-user\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [workspace]\n\n[dependencies]\n{adapter} = {{ path = {:?} }}\n{framework}\n",
+            root.join(adapter)
+        );
+        std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
+        std::fs::copy(
+            root.join(adapter).join("examples/readme.rs"),
+            dir.join("src/main.rs"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("Cargo.lock"), &lockfile).map_err(|e| e.to_string())?;
+        println!("{adapter}: building its README program alone");
+        let built = cargo()
+            .current_dir(&dir)
+            .args(["build", "--quiet"])
+            .env("CARGO_TARGET_DIR", base.join("target"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !built {
+            failed.push(adapter);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "these adapters' README programs do not build with the adapter alone: {}",
+            failed.join(", ")
+        ))
+    }
+}

@@ -6,8 +6,11 @@
 //!   free loopback ports for the tests, and stopped at the end whatever
 //!   happened; checks that `rust-version` covers what the locked
 //!   dependencies declare and that duplicate versions are only those the
-//!   frameworks force. Prints a summary.
+//!   frameworks force, and that each adapter's README program builds in a
+//!   fresh crate with that adapter alone. Prints a summary.
 //! - `manifests`: just the `rust-version` and duplicate-version checks.
+//! - `adapters-alone`: just the check that each adapter's README program
+//!   builds in a fresh crate with that adapter alone.
 //! - `memcached`: starts the test memcached instances and prints their
 //!   environment, for running tests by hand; Ctrl-C stops them.
 //! - `bench [--seconds N] [--rounds N]`: builds release servers (our three
@@ -36,6 +39,13 @@ fn main() -> ExitCode {
         Some("memcached") => memcached_shell(),
         Some("fuzz") => fuzz_command(&args[1..]),
         Some("bench") => bench::bench(&args[1..]),
+        Some("adapters-alone") => match checks::adapters_alone() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
         Some("manifests") => {
             let results = [checks::msrv(), checks::duplicates()];
             for e in results.iter().filter_map(|r| r.as_ref().err()) {
@@ -48,7 +58,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: cargo xtask <ci | manifests | memcached | fuzz [--seconds N] [TARGET...] | bench [--seconds N] [--rounds N]>");
+            eprintln!("usage: cargo xtask <ci | manifests | adapters-alone | memcached | fuzz [--seconds N] [TARGET...] | bench [--seconds N] [--rounds N]>");
             ExitCode::from(2)
         }
     }
@@ -161,6 +171,18 @@ fn ci() -> ExitCode {
     doc.args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
     run_step(&mut steps, "doc", doc);
+
+    println!("\n==> each adapter's README program with that adapter alone");
+    let started = Instant::now();
+    let alone = checks::adapters_alone();
+    if let Err(e) = &alone {
+        eprintln!("{e}");
+    }
+    steps.push(Step {
+        name: "README programs build with their adapter alone",
+        ok: alone.is_ok(),
+        took: started.elapsed(),
+    });
 
     drop(memcached);
     drop(datastores);
