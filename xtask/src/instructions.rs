@@ -1,5 +1,5 @@
-//! Instructions per request, counted by callgrind: the one figure this
-//! noisy, shared machine repeats exactly from run to run.
+//! Instructions per request, counted by callgrind: the figure this noisy,
+//! shared machine repeats best (within about 1-3 % from run to run).
 //!
 //! Each in-process server (ours on the memory and cookie stores, and the
 //! peers of the same frameworks) runs under `valgrind --tool=callgrind`. For

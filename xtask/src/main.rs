@@ -8,7 +8,8 @@
 //!   dependencies declare and that duplicate versions are only those the
 //!   frameworks force, and that each adapter's README program builds in a
 //!   fresh crate with that adapter alone. Prints a summary.
-//! - `manifests`: just the `rust-version` and duplicate-version checks.
+//! - `manifests`: just the `rust-version`, duplicate-version and known-advisory
+//!   checks.
 //! - `adapters-alone`: just the check that each adapter's README program
 //!   builds in a fresh crate with that adapter alone.
 //! - `memcached`: starts the test memcached instances and prints their
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
             }
         },
         Some("manifests") => {
-            let results = [checks::msrv(), checks::duplicates()];
+            let results = [checks::msrv(), checks::duplicates(), checks::advisories()];
             for e in results.iter().filter_map(|r| r.as_ref().err()) {
                 eprintln!("{e}");
             }
@@ -132,6 +133,7 @@ fn ci() -> ExitCode {
             "duplicate versions only where frameworks force them (cargo tree -d)",
             checks::duplicates,
         ),
+        ("no locked crate with a known advisory", checks::advisories),
     ] {
         println!("\n==> {name}");
         let started = Instant::now();
