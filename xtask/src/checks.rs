@@ -264,3 +264,26 @@ pub(crate) fn advisories() -> Result<(), String> {
         Err(format!("crates with advisories: {}", found.join("; ")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KNOWN_ADVISORIES;
+
+    fn affected(name: &str, version: &[u64]) -> bool {
+        KNOWN_ADVISORIES
+            .iter()
+            .any(|(n, _, affected)| *n == name && affected(version))
+    }
+
+    #[test]
+    fn the_advisory_list_covers_the_affected_versions_only() {
+        assert!(affected("fxhash", &[0, 2, 1]));
+        for bad in [[0, 8, 5], [0, 9, 2], [0, 10, 0]] {
+            assert!(affected("rand", &bad), "{bad:?}");
+        }
+        for good in [[0, 8, 6], [0, 9, 3], [0, 9, 5], [0, 10, 1], [0, 10, 3]] {
+            assert!(!affected("rand", &good), "{good:?}");
+        }
+        assert!(!affected("rand_core", &[0, 9, 0]));
+    }
+}
