@@ -234,7 +234,7 @@ macro_rules! adapter_setup {
     };
 }
 
-/// What adapters call around a handler, kept out of a handler's way: the
+/// What adapters (and stores made of stores) call, kept out of a handler's way: the
 /// handles' `Deref` does not lead here, and `finish` resolves only where
 /// [`adapter::Finish`] is imported.
 #[doc(hidden)]
@@ -242,6 +242,8 @@ pub mod adapter {
     use std::future::Future;
 
     use crate::{Finished, RequestSessions, ResponseHeader, Session, SessionError};
+
+    pub use crate::observe::store_call;
 
     /// Ends what a request did with its sessions, after the handler.
     pub trait Finish {

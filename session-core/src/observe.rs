@@ -25,8 +25,12 @@ use crate::error::StoreError;
 use crate::store::Store;
 
 /// Runs one store operation inside a `store` span, timing it and counting
-/// its errors.
-pub(crate) async fn store_call<T>(
+/// its errors. Also for stores made of stores (the cascade's tiers).
+///
+/// # Errors
+///
+/// Those of `call`, unchanged.
+pub async fn store_call<T>(
     store: &dyn Store,
     op: &'static str,
     call: impl Future<Output = Result<T, StoreError>>,

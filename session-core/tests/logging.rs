@@ -143,3 +143,35 @@ fn spans_carry_the_session_outcome_and_each_store_operation() {
         "token leaked into logs"
     );
 }
+
+#[test]
+fn a_cascade_reports_each_tier_operation_inside_its_own() {
+    use session_backends::{CascadeStore, MemoryStore};
+    let logs = logged(tracing::Level::DEBUG, true, || async {
+        let tiers = CascadeStore::builder()
+            .cache_tier(MemoryStore::new(), std::time::Duration::from_secs(1))
+            .tier(MemoryStore::new())
+            .build()
+            .unwrap();
+        let manager = session_core::SessionManager::new(
+            session_core::SessionConfig::server(tiers, keys(1)).cookie_secure(false),
+        )
+        .unwrap();
+        let mut jar = Jar::default();
+        for _ in 0..2 {
+            let req = jar.start(&manager);
+            let n = req.primary().get(&COUNTER).await.unwrap().unwrap_or(0);
+            req.primary().insert(&COUNTER, &(n + 1)).await.unwrap();
+            finish(&mut jar, &req).await;
+        }
+    });
+    let nested = logs.lines().find(|l| {
+        l.contains("store{op=\"load\" store=\"cascade\"")
+            && l.contains(":store{op=\"load\" store=\"memory\"")
+    });
+    assert!(nested.is_some(), "{logs}");
+    assert!(
+        logs.contains(":store{op=\"save\" store=\"memory\""),
+        "{logs}"
+    );
+}
