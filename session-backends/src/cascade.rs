@@ -541,11 +541,11 @@ mod tests {
         crate::conformance::unique_key("revocation")
     }
 
-    #[tokio::test]
-    async fn a_write_behind_copy_on_its_way_during_a_logout_does_not_bring_the_session_back() {
+    /// Memory, then a slow tier written behind; the slow tier for checks.
+    fn write_behind_over_slow_tier(delay: Duration) -> (CascadeStore, Arc<Slow>) {
         let slow = Arc::new(Slow {
             inner: MemoryStore::new(),
-            delay: Duration::from_millis(100),
+            delay,
         });
         let cascade = CascadeStore::builder()
             .tier(MemoryStore::new())
@@ -553,6 +553,12 @@ mod tests {
             .write_behind(true)
             .build()
             .unwrap();
+        (cascade, slow)
+    }
+
+    #[tokio::test]
+    async fn a_write_behind_copy_on_its_way_during_a_logout_does_not_bring_the_session_back() {
+        let (cascade, slow) = write_behind_over_slow_tier(Duration::from_millis(100));
         let key = key();
         cascade
             .save(&key, b"logged in", later(), SaveCondition::IfAbsent)
@@ -570,16 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn write_behind_leaves_the_slowest_tier_as_the_authority_is() {
-        let slow = Arc::new(Slow {
-            inner: MemoryStore::new(),
-            delay: Duration::from_millis(50),
-        });
-        let cascade = CascadeStore::builder()
-            .tier(MemoryStore::new())
-            .tier(slow.clone())
-            .write_behind(true)
-            .build()
-            .unwrap();
+        let (cascade, slow) = write_behind_over_slow_tier(Duration::from_millis(50));
         let key = key();
         let SaveOutcome::Saved(v1) = cascade
             .save(&key, b"one", later(), SaveCondition::IfAbsent)
