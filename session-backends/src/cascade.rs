@@ -254,11 +254,10 @@ impl CascadeStore {
         authority: &Tier,
         key: &StoreKey,
     ) -> Result<Option<(Version, StoredRecord)>, StoreError> {
-        Ok(authority
-            .store
-            .load(key)
-            .await?
-            .and_then(|record| unframe(&record.bytes).map(|(v, _, _)| (v, record.clone()))))
+        Ok(authority.store.load(key).await?.and_then(|record| {
+            let (version, _, _) = unframe(&record.bytes)?;
+            Some((version, record))
+        }))
     }
 
     /// The cascade version the authoritative tier holds for `key`, if any
@@ -400,7 +399,7 @@ impl Store for CascadeStore {
             let inner = self.inner.clone();
             let key = key.clone();
             tokio::spawn(async move {
-                let authority = &inner.tiers[inner.tiers.len() - 2];
+                let authority = &inner.tiers[authority_index];
                 let slowest = inner.tiers.last().expect("tiers");
                 // A delete (logout, renewal) or a newer write since makes
                 // this copy moot: writing it would bring a revoked session

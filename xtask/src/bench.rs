@@ -6,7 +6,7 @@
 //! ([`crate::instructions`]).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -152,30 +152,6 @@ fn ensure_wrk() -> Result<PathBuf, String> {
     which("wrk").ok_or_else(|| "wrk still not found".into())
 }
 
-/// One HTTP/1.1 GET; returns the `name=value` of every `Set-Cookie`.
-fn cookies_from(port: u16, path: &str) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let pairs: Vec<&str> = response
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next())?
-        })
-        .collect();
-    Ok(pairs.join("; "))
-}
-
 fn start(server: &Server) -> Result<Running, String> {
     let port = free_port()?;
     let mut child = Command::new(&server.binary)
@@ -207,7 +183,9 @@ fn start(server: &Server) -> Result<Running, String> {
     // same session would measure compare-and-swap contention, not cost.
     let mut cookies = Vec::new();
     for _ in 0..SESSIONS {
-        let cookie = cookies_from(port, "/counter")?;
+        let cookie = instructions::Client::connect(port)?
+            .get("/counter", "")?
+            .join("; ");
         if cookie.is_empty() {
             return Err(format!("{} set no cookie on /counter", server.name));
         }

@@ -118,13 +118,14 @@ fn total_of(path: &Path) -> Option<u64> {
     })
 }
 
-/// One keep-alive HTTP/1.1 connection, a request at a time.
-struct Client {
+/// One keep-alive HTTP/1.1 connection, a request at a time (also how the
+/// wrk runs get their session cookies).
+pub(crate) struct Client {
     reader: BufReader<TcpStream>,
 }
 
 impl Client {
-    fn connect(port: u16) -> Result<Self, String> {
+    pub(crate) fn connect(port: u16) -> Result<Self, String> {
         let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
         stream
@@ -137,7 +138,7 @@ impl Client {
 
     /// Sends one GET and reads the whole answer; returns the `name=value`
     /// of each `Set-Cookie`.
-    fn get(&mut self, path: &str, cookie: &str) -> Result<Vec<String>, String> {
+    pub(crate) fn get(&mut self, path: &str, cookie: &str) -> Result<Vec<String>, String> {
         let cookie_line = if cookie.is_empty() {
             String::new()
         } else {
