@@ -39,7 +39,11 @@ impl SessionId {
     pub(crate) fn store_key(&self, keys: &DerivedKeys) -> StoreKey {
         let mut mac = keys.store.clone();
         mac.update(&self.0);
-        StoreKey(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+        // One allocation of the final size; `encode` would zero a buffer
+        // and check it as UTF-8 first (every request makes a store key).
+        let mut text = String::with_capacity(43);
+        URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut text);
+        StoreKey(text)
     }
 }
 

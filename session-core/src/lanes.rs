@@ -7,6 +7,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+
+// Store keys are keyed hashes the engine derives (no client chooses them),
+// so a fast hash is enough; SipHash was two visible shares of a save.
+use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
@@ -20,7 +24,7 @@ use crate::store::Version;
 /// exists only while a save is in it.
 #[derive(Default)]
 pub(crate) struct SaveLanes {
-    lanes: Mutex<HashMap<StoreKey, Arc<Lane>>>,
+    lanes: Mutex<HashMap<StoreKey, Arc<Lane>, RandomState>>,
 }
 
 /// One session's lane.
@@ -113,7 +117,7 @@ impl Drop for InLane<'_> {
 }
 
 impl SaveLanes {
-    fn map(&self) -> MutexGuard<'_, HashMap<StoreKey, Arc<Lane>>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<StoreKey, Arc<Lane>, RandomState>> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 

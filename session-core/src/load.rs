@@ -36,8 +36,9 @@ pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
         Storage::Server(_) => Purpose::SessionId,
     };
     let mut refused = None;
+    let mut buf = seal::TokenBuf::default();
     for (index, token) in ctx.candidates.iter().enumerate() {
-        let opened = seal::open(
+        let opened = seal::open_in(
             &config.keys,
             config.seal_mode,
             purpose,
@@ -45,6 +46,7 @@ pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
             token,
             now_s,
             config.max_header_len,
+            &mut buf,
         );
         match opened {
             Ok(opened) => {
@@ -107,7 +109,7 @@ fn log_refused(name: &str, reason: &'static str) {
 /// Finds the session an opened token names; `None` when it is gone.
 async fn load_opened(
     config: &SessionConfig,
-    opened: Opened,
+    opened: Opened<&[u8]>,
     token_index: usize,
     now: OffsetDateTime,
 ) -> Result<Option<Loaded>, SessionError> {
@@ -121,7 +123,7 @@ async fn load_opened(
         }
     };
     match &config.storage {
-        Storage::Cookie => Ok(check(Codec::decode(&opened.payload)).map(|record| Loaded {
+        Storage::Cookie => Ok(check(Codec::decode(opened.payload)).map(|record| Loaded {
             record,
             origin: Origin::Cookie {
                 issued_at: opened.issued_at,
@@ -131,7 +133,7 @@ async fn load_opened(
             constants_open: false,
         })),
         Storage::Server(store) => {
-            let Some(id) = SessionId::from_bytes(&opened.payload) else {
+            let Some(id) = SessionId::from_bytes(opened.payload) else {
                 tracing::warn!(session = %config.name, "session token holds no valid id");
                 return Ok(None);
             };

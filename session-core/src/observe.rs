@@ -58,7 +58,8 @@ pub async fn store_call<T>(
         );
         #[cfg(feature = "metrics")]
         {
-            metrics::histogram!("session_store_seconds", "op" => op, "store" => kind)
+            static SECONDS: recorded::Keys = recorded::Keys::new("session_store_seconds");
+            recorded::histogram(&SECONDS, &[("op", op), ("store", kind)])
                 .record(elapsed.as_secs_f64());
             if let Err(e) = &result {
                 metrics::counter!("session_store_errors_total", "op" => op, "store" => kind, "kind" => error_kind(e))
@@ -82,7 +83,10 @@ fn error_kind(error: &StoreError) -> &'static str {
 /// A load's result (`session_loads_total`).
 pub(crate) fn load(result: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("session_loads_total", "result" => result).increment(1);
+    {
+        static LOADS: recorded::Keys = recorded::Keys::new("session_loads_total");
+        recorded::counter(&LOADS, &[("result", result)]).increment(1);
+    }
     let _ = result;
 }
 
@@ -102,7 +106,10 @@ pub(crate) fn new_session() {
 /// What a request did with its session (`session_outcomes_total`).
 pub(crate) fn outcome(outcome: &'static str) {
     #[cfg(feature = "metrics")]
-    metrics::counter!("session_outcomes_total", "outcome" => outcome).increment(1);
+    {
+        static OUTCOMES: recorded::Keys = recorded::Keys::new("session_outcomes_total");
+        recorded::counter(&OUTCOMES, &[("outcome", outcome)]).increment(1);
+    }
     let _ = outcome;
 }
 
@@ -116,6 +123,81 @@ pub(crate) fn cas_conflict() {
 pub(crate) fn cas_exhausted() {
     #[cfg(feature = "metrics")]
     metrics::counter!("session_cas_exhausted_total").increment(1);
+}
+
+/// Metric keys made once per label set and kept for the process's life.
+///
+/// The `metrics` macros build and hash a key, and allocate its labels, on
+/// every call whose label values are not literals; our values are
+/// `&'static str` from small sets (operations × store kinds, load results,
+/// outcomes), so each call site keeps the few keys it has seen and a
+/// sample costs a read lock and a short scan.
+#[cfg(feature = "metrics")]
+mod recorded {
+    use std::sync::RwLock;
+
+    use metrics::{Key, Label, Level, Metadata};
+
+    static METADATA: Metadata<'static> =
+        Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+    /// The keys of one metric seen so far, one per set of label values.
+    pub(super) struct Keys {
+        name: &'static str,
+        seen: RwLock<Vec<&'static Key>>,
+    }
+
+    impl Keys {
+        pub(super) const fn new(name: &'static str) -> Self {
+            Keys {
+                name,
+                seen: RwLock::new(Vec::new()),
+            }
+        }
+
+        pub(super) fn get(&self, labels: &[(&'static str, &'static str)]) -> &'static Key {
+            let same = |key: &&'static Key| -> bool {
+                key.labels()
+                    .map(Label::value)
+                    .eq(labels.iter().map(|(_, value)| *value))
+            };
+            let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(key) = seen.iter().copied().find(same) {
+                return key;
+            }
+            drop(seen);
+            let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(key) = seen.iter().copied().find(same) {
+                return key;
+            }
+            let labels: Vec<Label> = labels
+                .iter()
+                .map(|&(name, value)| Label::from_static_parts(name, value))
+                .collect();
+            let key: &'static Key = Box::leak(Box::new(Key::from_static_parts(
+                self.name,
+                Box::leak(labels.into_boxed_slice()),
+            )));
+            seen.push(key);
+            key
+        }
+    }
+
+    pub(super) fn counter(
+        keys: &Keys,
+        labels: &[(&'static str, &'static str)],
+    ) -> metrics::Counter {
+        let key = keys.get(labels);
+        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA))
+    }
+
+    pub(super) fn histogram(
+        keys: &Keys,
+        labels: &[(&'static str, &'static str)],
+    ) -> metrics::Histogram {
+        let key = keys.get(labels);
+        metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
+    }
 }
 
 /// [`Store::load`] through [`store_call`].
@@ -149,4 +231,22 @@ pub(crate) async fn touch(
 /// [`Store::delete`] through [`store_call`].
 pub(crate) async fn delete(store: &dyn Store, key: &crate::id::StoreKey) -> Result<(), StoreError> {
     store_call(store, "delete", store.delete(key)).await
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::recorded::Keys;
+
+    #[test]
+    fn each_set_of_label_values_has_one_key() {
+        static KEYS: Keys = Keys::new("session_test_total");
+        let load = KEYS.get(&[("op", "load"), ("store", "memory")]);
+        let again = KEYS.get(&[("op", "load"), ("store", "memory")]);
+        let save = KEYS.get(&[("op", "save"), ("store", "memory")]);
+        assert!(std::ptr::eq(load, again));
+        assert!(!std::ptr::eq(load, save));
+        assert_eq!(save.name(), "session_test_total");
+        let labels: Vec<_> = save.labels().map(|l| (l.key(), l.value())).collect();
+        assert_eq!(labels, [("op", "save"), ("store", "memory")]);
+    }
 }

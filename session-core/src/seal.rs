@@ -65,10 +65,11 @@ pub(crate) enum Purpose {
     AtRest = 3,
 }
 
-/// A successfully opened token.
+/// A successfully opened token: its payload owned (`Vec<u8>`) or borrowed
+/// from the buffer it was opened in (`&[u8]`).
 #[derive(Debug)]
-pub(crate) struct Opened {
-    pub(crate) payload: Vec<u8>,
+pub(crate) struct Opened<P = Vec<u8>> {
+    pub(crate) payload: P,
     pub(crate) issued_at: i64,
     /// Whether the primary key opened it (false: re-seal at next save).
     pub(crate) primary: bool,
@@ -235,13 +236,72 @@ pub(crate) fn open(
     now: i64,
     max_len: usize,
 ) -> Result<Opened, OpenError> {
+    let mut buf = TokenBuf::default();
+    let opened = open_in(ring, mode, purpose, name, token, now, max_len, &mut buf)?;
+    Ok(Opened {
+        payload: opened.payload.to_vec(),
+        issued_at: opened.issued_at,
+        primary: opened.primary,
+        key_id: opened.key_id,
+    })
+}
+
+/// Tokens decoding to this many bytes or fewer (a server session's sealed
+/// id is 82) are opened on the stack.
+const INLINE_TOKEN: usize = 128;
+
+/// Where [`open_in`] decodes a token: on the stack when it is small (every
+/// request with a server session opens one), else on the heap.
+pub(crate) struct TokenBuf {
+    inline: [u8; INLINE_TOKEN],
+    heap: Vec<u8>,
+}
+
+impl Default for TokenBuf {
+    fn default() -> Self {
+        TokenBuf {
+            inline: [0; INLINE_TOKEN],
+            heap: Vec::new(),
+        }
+    }
+}
+
+/// [`open`], decoding into `buf` and borrowing the payload from it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn open_in<'b>(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    token: &str,
+    now: i64,
+    max_len: usize,
+    buf: &'b mut TokenBuf,
+) -> Result<Opened<&'b [u8]>, OpenError> {
     if token.len() > max_len {
         return Err(OpenError::Oversized);
     }
-    let buf = URL_SAFE_NO_PAD
-        .decode(token.trim())
-        .map_err(|_| OpenError::Malformed)?;
-    open_raw(ring, mode, purpose, name, buf, now)
+    let token = token.trim();
+    let bytes: &'b mut [u8] = if token.len() / 4 * 3 + 3 <= INLINE_TOKEN {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(token, &mut buf.inline)
+            .map_err(|_| OpenError::Malformed)?;
+        &mut buf.inline[..len]
+    } else {
+        // decode_vec appends, and a buffer may serve several tokens.
+        buf.heap.clear();
+        URL_SAFE_NO_PAD
+            .decode_vec(token, &mut buf.heap)
+            .map_err(|_| OpenError::Malformed)?;
+        &mut buf.heap[..]
+    };
+    let opened = open_slice(ring, mode, purpose, name, bytes, now)?;
+    Ok(Opened {
+        payload: &bytes[opened.payload],
+        issued_at: opened.issued_at,
+        primary: opened.primary,
+        key_id: opened.key_id,
+    })
 }
 
 /// Opens bytes sealed by [`seal_raw`].
@@ -253,6 +313,27 @@ pub(crate) fn open_raw(
     mut buf: Vec<u8>,
     now: i64,
 ) -> Result<Opened, OpenError> {
+    let opened = open_slice(ring, mode, purpose, name, &mut buf, now)?;
+    // The payload was opened in place: keep its bytes, drop the rest.
+    buf.truncate(opened.payload.end);
+    buf.drain(..opened.payload.start);
+    Ok(Opened {
+        payload: buf,
+        issued_at: opened.issued_at,
+        primary: opened.primary,
+        key_id: opened.key_id,
+    })
+}
+
+/// Opens sealed bytes in place; the payload is where the range says.
+fn open_slice(
+    ring: &KeyRing,
+    mode: SealMode,
+    purpose: Purpose,
+    name: &str,
+    buf: &mut [u8],
+    now: i64,
+) -> Result<Opened<std::ops::Range<usize>>, OpenError> {
     if buf.len() < HEADER_LEN {
         return Err(OpenError::Malformed);
     }
@@ -303,12 +384,8 @@ pub(crate) fn open_raw(
     if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
         return Err(OpenError::FromFuture);
     }
-    // The payload is opened in place: keep its bytes, drop the rest.
-    let mut payload = buf;
-    payload.truncate(plain.end);
-    payload.drain(..plain.start + TIMES_LEN);
     Ok(Opened {
-        payload,
+        payload: plain.start + TIMES_LEN..plain.end,
         issued_at,
         primary,
         key_id,
@@ -376,6 +453,40 @@ mod tests {
         };
         assert!(!contains(&p));
         assert!(contains(&s));
+    }
+
+    #[test]
+    fn one_buffer_opens_tokens_on_the_stack_and_on_the_heap() {
+        let r = ring(3);
+        let mut buf = TokenBuf::default();
+        // Payload sizes around the inline limit, then large ones twice (the
+        // heap part is reused), then small again.
+        for len in (0..120).chain([500, 3000, 40, 3000, 0]) {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            for mode in [SealMode::Private, SealMode::Signed] {
+                let t = seal(
+                    &r,
+                    mode,
+                    Purpose::SessionData,
+                    "sid",
+                    NOW,
+                    NOW + 10,
+                    &payload,
+                );
+                let opened = open_in(
+                    &r,
+                    mode,
+                    Purpose::SessionData,
+                    "sid",
+                    &t,
+                    NOW,
+                    8192,
+                    &mut buf,
+                )
+                .unwrap_or_else(|e| panic!("{mode:?} {len}: {e:?}"));
+                assert_eq!(opened.payload, &payload[..], "{mode:?} {len}");
+            }
+        }
     }
 
     #[test]
