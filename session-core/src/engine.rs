@@ -184,26 +184,34 @@ impl RequestSessions {
     /// The first session that could not be saved (see
     /// [`SessionError::http_status`] for the answer to give).
     pub(crate) async fn finish_now(&self) -> Result<Vec<ResponseHeader>, SessionError> {
-        let mut headers = Vec::new();
-        let mut cache_headers: Vec<ResponseHeader> = Vec::new();
+        // One allocation: at most a token and a `Vary` per session, and
+        // `Cache-Control`. Tokens first, then the `Vary`s.
+        let mut headers = Vec::with_capacity(self.sessions.len() * 2 + 1);
+        let mut tokens = 0;
         let mut first_error = None;
+        let mut any_loaded = false;
         for session in self.sessions.iter() {
             if session.was_loaded() {
+                any_loaded = true;
                 let vary = ResponseHeader::vary(session.config());
-                if !cache_headers.contains(&vary) {
-                    cache_headers.push(vary);
+                if !headers[tokens..].contains(&vary) {
+                    headers.push(vary);
                 }
             }
             match session.finish_now().await {
-                Ok(finished) => headers.extend(finished.header),
+                Ok(finished) => {
+                    if let Some(token) = finished.header {
+                        headers.insert(tokens, token);
+                        tokens += 1;
+                    }
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        if !cache_headers.is_empty() {
-            cache_headers.push(ResponseHeader::private_cache());
-            headers.extend(cache_headers);
+        if any_loaded {
+            headers.push(ResponseHeader::private_cache());
         }
         match first_error {
             Some(e) => Err(e),

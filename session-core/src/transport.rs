@@ -150,7 +150,12 @@ fn set_cookie(config: &SessionConfig, value: &str, max_age: Option<time::Duratio
             cookie.set_expires(time::OffsetDateTime::UNIX_EPOCH);
         }
     }
-    cookie.to_string()
+    // Room for the attributes up front: `to_string` would grow the text
+    // several times for a cookie session's token.
+    let mut text = String::with_capacity(config.name.len() + value.len() + 160);
+    std::fmt::Write::write_fmt(&mut text, format_args!("{cookie}"))
+        .expect("writing to a String cannot fail");
+    text
 }
 
 /// Tokens for each configured session found in the request headers.
