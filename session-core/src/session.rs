@@ -108,7 +108,11 @@ pub struct Session {
 
 pub(crate) struct SessionInner {
     ctx: Context,
-    state: tokio::sync::Mutex<State>,
+    /// Never held across an await: a plain lock costs a fraction of an
+    /// async one, and every access takes it. `State::loading` marks the
+    /// one load under way; others wait for `load_ended`.
+    state: std::sync::Mutex<State>,
+    load_ended: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Session {
@@ -133,7 +137,8 @@ impl Session {
                     candidates,
                     span,
                 },
-                state: tokio::sync::Mutex::new(State::default()),
+                state: std::sync::Mutex::new(State::default()),
+                load_ended: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -143,17 +148,56 @@ impl Session {
         &self.inner.ctx.config.name
     }
 
-    /// The loaded session, loading it first if needed.
-    async fn ensure_loaded<'s>(
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the state once the session is loaded, loading it first
+    /// if needed. Concurrent first uses load once.
+    async fn with_state<R>(
         &self,
-        state: &'s mut State,
-    ) -> Result<&'s mut Loaded, SessionError> {
-        if state.loaded.is_none() {
-            let ctx = &self.inner.ctx;
-            let loaded = load::load(ctx).instrument(ctx.span.clone()).await?;
-            state.loaded = Some(loaded);
+        f: impl FnOnce(&mut State, &SessionConfig) -> Result<R, SessionError>,
+    ) -> Result<R, SessionError> {
+        let ctx = &self.inner.ctx;
+        loop {
+            let load_ended = {
+                let mut state = self.state();
+                if state.loaded.is_some() {
+                    return f(&mut state, &ctx.config);
+                }
+                if !state.loading {
+                    state.loading = true;
+                    break;
+                }
+                self.load_ended()
+            };
+            load_ended.await;
         }
-        Ok(state.loaded.as_mut().expect("loaded above"))
+        // Cleared however the load ends, even if this future is dropped.
+        let mut loading = LoadingFlag(Some(self));
+        let loaded = load::load(ctx).instrument(ctx.span.clone()).await;
+        loading.0 = None;
+        let result = {
+            let mut state = self.state();
+            state.loading = false;
+            match loaded {
+                Ok(loaded) => {
+                    state.loaded = Some(loaded);
+                    f(&mut state, &ctx.config)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        self.inner.load_ended.notify_waiters();
+        result
+    }
+
+    /// A future that completes when the load under way ends; made while the
+    /// state is locked, so that end cannot be missed.
+    fn load_ended(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.inner.load_ended.notified());
+        notified.as_mut().enable();
+        notified
     }
 
     /// Runs `f` on the loaded session, loading it first if needed.
@@ -161,9 +205,13 @@ impl Session {
         &self,
         f: impl FnOnce(&mut Loaded, &SessionConfig) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
-        let mut state = self.inner.state.lock().await;
-        let loaded = self.ensure_loaded(&mut state).await?;
-        f(loaded, &self.inner.ctx.config)
+        self.with_state(|state, config| {
+            f(
+                state.loaded.as_mut().expect("with_state loads first"),
+                config,
+            )
+        })
+        .await
     }
 
     /// The value under `key`, or `None`. A value of another type is an error.
@@ -489,10 +537,11 @@ impl Session {
     ///
     /// A store that fails while loading the session (answered with 503).
     pub async fn renew(&self) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.ensure_loaded(&mut state).await?;
-        state.renew();
-        Ok(())
+        self.with_state(|state, _| {
+            state.renew();
+            Ok(())
+        })
+        .await
     }
 
     /// Ends the session: its stored record is deleted and the client gets a
@@ -503,21 +552,19 @@ impl Session {
     ///
     /// A store that fails while loading the session (answered with 503).
     pub async fn purge(&self) -> Result<(), SessionError> {
-        let mut state = self.inner.state.lock().await;
-        self.ensure_loaded(&mut state).await?;
-        let config = &self.inner.ctx.config;
-        let now = config.clock.now().unix_timestamp();
-        state.purge(now, config.persistent_by_default);
-        Ok(())
+        self.with_state(|state, config| {
+            let now = config.clock.now().unix_timestamp();
+            state.purge(now, config.persistent_by_default);
+            Ok(())
+        })
+        .await
     }
 
     /// Whether this request loaded the session (its response then depends
     /// on the token). A session in use elsewhere counts as loaded.
     pub(crate) fn was_loaded(&self) -> bool {
-        self.inner
-            .state
-            .try_lock()
-            .map_or(true, |state| state.loaded.is_some())
+        let state = self.state();
+        state.loaded.is_some() || state.loading
     }
 
     /// The session's configuration.
@@ -535,27 +582,43 @@ impl Session {
     /// budget, a record too large for its store, or a cookie over the
     /// browser limit. The stored session is then left as it was.
     pub(crate) async fn finish_now(&self) -> Result<Finished, SessionError> {
-        // Most requests never use the session: finish those without the
-        // span, the clock or an awaited lock.
-        if let Ok(mut state) = self.inner.state.try_lock() {
-            if state.loaded.is_none() {
-                state.finished = true;
-                return Ok(Finished::new(Outcome::Nothing, None));
-            }
-        }
         let ctx = &self.inner.ctx;
-        let mut state = self.inner.state.lock().await;
-        if state.finished {
-            return Ok(Finished::new(Outcome::Nothing, None));
-        }
-        state.finished = true;
-        let action = state.action;
-        let Some(loaded) = state.loaded.take() else {
-            return Ok(Finished::new(Outcome::Nothing, None));
+        let (loaded, action) = loop {
+            let load_ended = {
+                let mut state = self.state();
+                if !state.loading {
+                    if state.finished {
+                        return Ok(Finished::new(Outcome::Nothing, None));
+                    }
+                    state.finished = true;
+                    // Most requests never use the session: nothing to do,
+                    // no span, no clock.
+                    let Some(loaded) = state.loaded.take() else {
+                        return Ok(Finished::new(Outcome::Nothing, None));
+                    };
+                    break (loaded, state.action);
+                }
+                // A load is under way (in a task the handler started): its
+                // result is this request's session.
+                self.load_ended()
+            };
+            load_ended.await;
         };
-        drop(state);
         save::finish(ctx, loaded, action)
             .instrument(ctx.span.clone())
             .await
+    }
+}
+
+/// Clears `State::loading` and wakes the waiters if a load is dropped
+/// before it ends.
+struct LoadingFlag<'a>(Option<&'a Session>);
+
+impl Drop for LoadingFlag<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.0 {
+            session.state().loading = false;
+            session.inner.load_ended.notify_waiters();
+        }
     }
 }

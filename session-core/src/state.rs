@@ -38,6 +38,8 @@ pub(crate) enum Action {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) loaded: Option<Loaded>,
+    /// A load has begun and not ended.
+    pub(crate) loading: bool,
     pub(crate) action: Action,
     pub(crate) finished: bool,
 }

@@ -1079,3 +1079,98 @@ async fn queued_saves_of_one_session_are_combined_into_one_write() {
     eprintln!("32 concurrent saves of one session: {writes} writes");
     assert!(writes <= 4, "32 saves took {writes} writes");
 }
+
+/// A store whose loads take a while, so a load can be under way while
+/// something else touches the session.
+#[derive(Debug, Default)]
+struct SlowLoads {
+    inner: CountingStore,
+}
+
+#[session_core::async_trait]
+impl Store for SlowLoads {
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: session_core::time::OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        self.inner.save(key, record, expires_at, condition).await
+    }
+    async fn touch(
+        &self,
+        key: &StoreKey,
+        expires_at: session_core::time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Concurrent first uses of a session load it once; a request that
+/// finishes while a task of its handler is still loading the session waits
+/// for that load, and saves what the task then changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_under_way_is_shared_and_waited_for() {
+    let store = Arc::new(SlowLoads::default());
+    let manager =
+        SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
+            .unwrap();
+    let mut jar = Jar::default();
+    {
+        let req = jar.start(&manager);
+        req.primary().insert("a", &1u64).await.unwrap();
+        finish(&mut jar, &req).await;
+    }
+    let req = jar.start(&manager);
+    let before = store.inner.loads.load(Ordering::SeqCst);
+    let (a, b) = tokio::join!(
+        req.primary().get::<u64, _>("a"),
+        req.primary().get::<u64, _>("a")
+    );
+    assert_eq!((a.unwrap(), b.unwrap()), (Some(1), Some(1)));
+    assert_eq!(store.inner.loads.load(Ordering::SeqCst) - before, 1);
+
+    let req = jar.start(&manager);
+    let session = req.primary().clone();
+    let task = tokio::spawn(async move { session.insert("b", &2u64).await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let headers = req.finish().await.unwrap();
+    task.await.unwrap();
+    assert!(
+        headers.iter().any(|h| h.name() == "vary"),
+        "the session counts as read"
+    );
+    let req = jar.start(&manager);
+    assert_eq!(req.primary().get::<u64, _>("b").await.unwrap(), Some(2));
+
+    // A load given up half-way (its future dropped) leaves no one waiting.
+    let req = jar.start(&manager);
+    let session = req.primary().clone();
+    let loader = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(30),
+                session.get::<u64, _>("a"),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let waiter = {
+        let session = session.clone();
+        tokio::spawn(async move { session.get::<u64, _>("a").await.unwrap() })
+    };
+    assert!(loader.await.unwrap().is_err(), "the load takes 50 ms");
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await;
+    assert_eq!(woken.expect("the waiter was woken").unwrap(), Some(1));
+    assert_eq!(session.get::<u64, _>("a").await.unwrap(), Some(1));
+}
