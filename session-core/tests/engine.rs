@@ -1006,15 +1006,37 @@ async fn of_several_cookies_with_the_session_name_the_first_live_one_wins() {
     );
 }
 
-/// A store whose saves take a while, so concurrent saves queue up.
+/// A store whose loads or saves take a while, so concurrent saves queue
+/// up, or a load is under way while something else touches the session.
 #[derive(Debug, Default)]
-struct SlowSaves {
+struct Slow {
     inner: CountingStore,
+    load_delay: Duration,
+    save_delay: Duration,
+}
+
+impl Slow {
+    fn loads(delay_ms: u64) -> Self {
+        Slow {
+            load_delay: Duration::from_millis(delay_ms),
+            ..Slow::default()
+        }
+    }
+
+    fn saves(delay_ms: u64) -> Self {
+        Slow {
+            save_delay: Duration::from_millis(delay_ms),
+            ..Slow::default()
+        }
+    }
 }
 
 #[session_core::async_trait]
-impl Store for SlowSaves {
+impl Store for Slow {
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        if !self.load_delay.is_zero() {
+            tokio::time::sleep(self.load_delay).await;
+        }
         self.inner.load(key).await
     }
     async fn save(
@@ -1024,7 +1046,9 @@ impl Store for SlowSaves {
         expires_at: session_core::time::OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if !self.save_delay.is_zero() {
+            tokio::time::sleep(self.save_delay).await;
+        }
         self.inner.save(key, record, expires_at, condition).await
     }
     async fn touch(
@@ -1043,7 +1067,7 @@ impl Store for SlowSaves {
 /// one: 32 concurrent updates count exactly, in a handful of writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_saves_of_one_session_are_combined_into_one_write() {
-    let store = Arc::new(SlowSaves::default());
+    let store = Arc::new(Slow::saves(20));
     let manager =
         SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
             .unwrap();
@@ -1080,46 +1104,12 @@ async fn queued_saves_of_one_session_are_combined_into_one_write() {
     assert!(writes <= 4, "32 saves took {writes} writes");
 }
 
-/// A store whose loads take a while, so a load can be under way while
-/// something else touches the session.
-#[derive(Debug, Default)]
-struct SlowLoads {
-    inner: CountingStore,
-}
-
-#[session_core::async_trait]
-impl Store for SlowLoads {
-    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        self.inner.load(key).await
-    }
-    async fn save(
-        &self,
-        key: &StoreKey,
-        record: &[u8],
-        expires_at: session_core::time::OffsetDateTime,
-        condition: SaveCondition,
-    ) -> Result<SaveOutcome, StoreError> {
-        self.inner.save(key, record, expires_at, condition).await
-    }
-    async fn touch(
-        &self,
-        key: &StoreKey,
-        expires_at: session_core::time::OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        self.inner.touch(key, expires_at).await
-    }
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        self.inner.delete(key).await
-    }
-}
-
 /// Concurrent first uses of a session load it once; a request that
 /// finishes while a task of its handler is still loading the session waits
 /// for that load, and saves what the task then changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_under_way_is_shared_and_waited_for() {
-    let store = Arc::new(SlowLoads::default());
+    let store = Arc::new(Slow::loads(50));
     let manager =
         SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
             .unwrap();

@@ -652,5 +652,35 @@ fn report(
             verdict(counter >= best_peer),
         ));
     }
+    // The in-process target, per route: instructions no more than
+    // the best peer of the framework (fewest instructions), and ÷ /health
+    // at or above that peer's.
+    for (&i, ours) in counts.iter().filter(|(&i, _)| servers[i].ours) {
+        let mut parts = Vec::new();
+        for (route, at) in [("/counter/peek", 1), ("/counter", 2)] {
+            let best = counts
+                .iter()
+                .filter(|(&j, _)| !servers[j].ours && servers[j].framework == servers[i].framework)
+                .min_by_key(|(_, c)| c[at]);
+            let Some((&j, peer)) = best else { continue };
+            parts.push(format!(
+                "{route} {:.1}k vs {:.1}k ({}: {}), ÷ /health {:.2} vs {:.2} ({})",
+                ours[at] as f64 / 1000.0,
+                peer[at] as f64 / 1000.0,
+                servers[j].name.trim_start_matches("peer: "),
+                verdict(ours[at] <= peer[at]),
+                ratio(i, route),
+                ratio(j, route),
+                verdict(ratio(i, route) >= ratio(j, route)),
+            ));
+        }
+        if !parts.is_empty() {
+            out.push_str(&format!(
+                "- {}: instructions {}\n",
+                servers[i].name,
+                parts.join("; ")
+            ));
+        }
+    }
     out
 }
