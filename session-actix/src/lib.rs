@@ -81,11 +81,15 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let sessions = self.manager.start(
-            req.headers()
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        );
+        // Just the headers that can carry a token: a browser sends a dozen.
+        let headers = req.headers();
+        let sessions = self
+            .manager
+            .start(self.manager.token_headers().flat_map(|name| {
+                headers
+                    .get_all(name)
+                    .map(move |value| (name, value.as_bytes()))
+            }));
         req.extensions_mut().insert(sessions.clone());
         let service = Rc::clone(&self.service);
         Box::pin(async move {

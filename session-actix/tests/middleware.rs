@@ -73,3 +73,55 @@ async fn a_missing_middleware_is_a_clear_500() {
     let body = test::read_body(response).await;
     assert!(String::from_utf8_lossy(&body).contains("SessionMiddleware"));
 }
+
+/// A session over a header transport (any case of the name), beside the
+/// cookie one, and two cookie headers: each session finds its token.
+#[actix_web::test]
+async fn header_and_cookie_tokens_are_found() {
+    let keys = KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap();
+    let manager = SessionManager::new(
+        SessionConfig::server(MemoryStore::new(), keys.clone()).cookie_secure(false),
+    )
+    .unwrap()
+    .with_session(
+        SessionConfig::server(MemoryStore::new(), keys)
+            .name("api")
+            .header_transport("X-Api-Session"),
+    )
+    .unwrap();
+    async fn both(sessions: session_actix::Sessions) -> Result<String, SessionError> {
+        let mut counts = Vec::new();
+        for session in sessions.iter() {
+            let n = session.get(&COUNTER).await?.unwrap_or(0) + 1;
+            session.insert(&COUNTER, &n).await?;
+            counts.push(n.to_string());
+        }
+        Ok(counts.join(","))
+    }
+    let app = test::init_service(
+        App::new()
+            .wrap(SessionMiddleware::new(manager))
+            .route("/both", web::get().to(both)),
+    )
+    .await;
+    let first = test::call_service(&app, test::TestRequest::get().uri("/both").to_request()).await;
+    let cookie = first.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let token = first
+        .headers()
+        .get("x-api-session")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(test::read_body(first).await, "1,1");
+    let second = test::TestRequest::get()
+        .uri("/both")
+        .insert_header(("Cookie", "theme=dark".to_owned()))
+        .append_header(("cookie", cookie))
+        .insert_header(("X-API-SESSION", token));
+    assert_eq!(
+        test::read_body(test::call_service(&app, second.to_request()).await).await,
+        "2,2"
+    );
+}
