@@ -156,10 +156,13 @@ mod recorded {
         }
 
         pub(super) fn get(&self, labels: &[(&'static str, &'static str)]) -> &'static Key {
+            // Values are `&'static str` literals: the same pointer is the
+            // usual match, text equality the rule.
             let same = |key: &&'static Key| -> bool {
-                key.labels()
-                    .map(Label::value)
-                    .eq(labels.iter().map(|(_, value)| *value))
+                key.labels().len() == labels.len()
+                    && key.labels().zip(labels).all(|(held, &(_, value))| {
+                        std::ptr::eq(held.value(), value) || held.value() == value
+                    })
             };
             let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
             if let Some(key) = seen.iter().copied().find(same) {
