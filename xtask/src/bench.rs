@@ -409,6 +409,10 @@ pub(crate) fn bench(args: &[String]) -> ExitCode {
 /// whose store lives in the process (ours and the peers of each framework).
 type Counts = BTreeMap<usize, Vec<u64>>;
 
+/// Where the generated part of the report ends; what follows it in the
+/// existing file (written by hand) is kept when the report is rewritten.
+const HAND_WRITTEN: &str = "<!-- Written by hand below this line; `cargo xtask bench` keeps it. -->";
+
 fn count_instructions(servers: &[Server]) -> Result<Counts, String> {
     instructions::ensure_valgrind()?;
     let mut counts = Counts::new();
@@ -501,6 +505,16 @@ fn run(options: &Options) -> Result<(), String> {
     let memcached_version = version(&memcached.binary.to_string_lossy(), "-V");
     let report = report(options, &servers, &samples, &counts, &memcached_version);
     println!("\n{report}");
+    // What a person wrote below the marker (the causes of the misses) stays.
+    let kept = std::fs::read_to_string(&options.out)
+        .ok()
+        .and_then(|old| old.find(HAND_WRITTEN).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    let report = if kept.is_empty() {
+        report
+    } else {
+        format!("{report}\n{kept}")
+    };
     std::fs::write(&options.out, &report).map_err(|e| format!("{}: {e}", options.out.display()))?;
     println!("written to {}", options.out.display());
     Ok(())
