@@ -589,9 +589,9 @@ fn report(
         out.push_str(&format!(
             "\nInstructions per request: each in-process server under `valgrind --tool=callgrind`, \
              {} requests per route over one keep-alive connection after a warm-up, all threads \
-             counted, client excluded; the count varies by about 1-3 % from run to run here \
-             (actix's worker threads wake on their own timers), far less than the wall-clock \
-             figures. Valgrind hides CPU extensions such as SHA-NI, so sha2 runs its portable \
+             counted, client excluded; the count varies from run to run by about 1-3 % on axum \
+             and Rocket and up to 9 % on actix (its worker threads wake on their own timers), \
+             far less than the wall-clock figures. Valgrind hides CPU extensions such as SHA-NI, so sha2 runs its portable \
              code there (natively it does not). Session work per request is a route's count \
              minus the same server's `/health`:\n\n",
             instructions::MEASURED
