@@ -411,7 +411,8 @@ type Counts = BTreeMap<usize, Vec<u64>>;
 
 /// Where the generated part of the report ends; what follows it in the
 /// existing file (written by hand) is kept when the report is rewritten.
-const HAND_WRITTEN: &str = "<!-- Written by hand below this line; `cargo xtask bench` keeps it. -->";
+const HAND_WRITTEN: &str =
+    "<!-- Written by hand below this line; `cargo xtask bench` keeps it. -->";
 
 fn count_instructions(servers: &[Server]) -> Result<Counts, String> {
     instructions::ensure_valgrind()?;
