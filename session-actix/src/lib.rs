@@ -81,15 +81,10 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        // Just the headers that can carry a token: a browser sends a dozen.
         let headers = req.headers();
         let sessions = self
             .manager
-            .start(self.manager.token_headers().flat_map(|name| {
-                headers
-                    .get_all(name)
-                    .map(move |value| (name, value.as_bytes()))
-            }));
+            .start_by_name(|name| headers.get_all(name).map(|value| value.as_bytes()));
         req.extensions_mut().insert(sessions.clone());
         let service = Rc::clone(&self.service);
         Box::pin(async move {

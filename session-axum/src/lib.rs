@@ -77,11 +77,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let sessions = self.manager.start(
-            req.headers()
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        );
+        let headers = req.headers();
+        let sessions = self.manager.start_by_name(|name| {
+            headers
+                .get_all(name)
+                .into_iter()
+                .map(|value| value.as_bytes())
+        });
         req.extensions_mut().insert(sessions.clone());
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();

@@ -4,66 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::adapter::store_call;
+use session_core::adapter::Observed;
 use session_core::time::OffsetDateTime;
 use session_core::{
     async_trait, IntoStore, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
     Version,
 };
-
-/// A tier's store with each operation in a `store` span of its own (op,
-/// the tier's kind, latency, result) inside the cascade's, and counted in
-/// the metrics, as the engine does for the store it calls.
-#[derive(Debug)]
-struct Observed(Arc<dyn Store>);
-
-impl Observed {
-    fn wrap(store: impl IntoStore) -> Arc<dyn Store> {
-        Arc::new(Observed(store.into_store()))
-    }
-}
-
-#[async_trait]
-impl Store for Observed {
-    fn kind(&self) -> &'static str {
-        self.0.kind()
-    }
-
-    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        store_call(&*self.0, "load", self.0.load(key)).await
-    }
-
-    async fn save(
-        &self,
-        key: &StoreKey,
-        record: &[u8],
-        expires_at: OffsetDateTime,
-        condition: SaveCondition,
-    ) -> Result<SaveOutcome, StoreError> {
-        store_call(
-            &*self.0,
-            "save",
-            self.0.save(key, record, expires_at, condition),
-        )
-        .await
-    }
-
-    async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-        store_call(&*self.0, "touch", self.0.touch(key, expires_at)).await
-    }
-
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        store_call(&*self.0, "delete", self.0.delete(key)).await
-    }
-
-    fn max_record_size(&self) -> Option<usize> {
-        self.0.max_record_size()
-    }
-
-    fn seals_at_rest(&self) -> bool {
-        self.0.seals_at_rest()
-    }
-}
 
 /// Bytes in front of every record: the cascade's own version (u64) and the
 /// record's deadline (Unix ms, i64), which capped cache tiers cannot report.

@@ -110,6 +110,38 @@ impl SessionManager {
         cookie.into_iter().chain(headers)
     }
 
+    /// Starts a request whose headers the framework looks up by name:
+    /// `values(name)` gives the values of one header (the name in any case),
+    /// and only the headers that can carry a token
+    /// ([`token_headers`](Self::token_headers)) are asked for, not the dozen
+    /// others a browser sends. Otherwise as [`start`](Self::start).
+    ///
+    /// ```
+    /// use session_core::{KeyRing, SessionManager};
+    ///
+    /// let manager = SessionManager::cookie(KeyRing::generate().unwrap());
+    /// let headers = [("cookie", "theme=dark"), ("user-agent", "curl")];
+    /// let request = manager.start_by_name(|name| {
+    ///     headers
+    ///         .iter()
+    ///         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+    ///         .map(|(_, value)| value.as_bytes())
+    /// });
+    /// assert_eq!(request.primary().name(), "sid");
+    /// ```
+    pub fn start_by_name<'m, 'a, V>(
+        &'m self,
+        mut values: impl FnMut(&'m str) -> V,
+    ) -> RequestSessions
+    where
+        V: IntoIterator<Item = &'a [u8]>,
+    {
+        self.start(
+            self.token_headers()
+                .flat_map(|name| values(name).into_iter().map(move |value| (name, value))),
+        )
+    }
+
     /// Starts a request: reads its tokens from `headers` (name, value pairs)
     /// and returns the request's sessions, not yet loaded.
     pub fn start<'a>(

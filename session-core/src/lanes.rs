@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 // Store keys are keyed hashes the engine derives (no client chooses them),
 // so a fast hash is enough; SipHash was two visible shares of a save.
 use foldhash::fast::RandomState;
-use std::sync::{Arc, Mutex, MutexGuard};
-
 use tokio::sync::oneshot;
 
 use crate::codec::Record;

@@ -243,7 +243,7 @@ pub mod adapter {
 
     use crate::{Finished, RequestSessions, ResponseHeader, Session, SessionError};
 
-    pub use crate::observe::store_call;
+    pub use crate::observe::Observed;
 
     /// Ends what a request did with its sessions, after the handler.
     pub trait Finish {

@@ -17,20 +17,19 @@
 //! Without the feature the counting functions are empty and compile away.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use crate::error::StoreError;
-use crate::store::Store;
+use crate::id::StoreKey;
+use crate::store::{IntoStore, SaveCondition, SaveOutcome, Store, StoredRecord};
 
 /// Runs one store operation inside a `store` span, timing it and counting
-/// its errors. Also for stores made of stores (the cascade's tiers).
-///
-/// # Errors
-///
-/// Those of `call`, unchanged.
-pub async fn store_call<T>(
+/// its errors.
+async fn store_call<T>(
     store: &dyn Store,
     op: &'static str,
     call: impl Future<Output = Result<T, StoreError>>,
@@ -206,34 +205,88 @@ mod recorded {
 /// [`Store::load`] through [`store_call`].
 pub(crate) async fn load_record(
     store: &dyn Store,
-    key: &crate::id::StoreKey,
-) -> Result<Option<crate::store::StoredRecord>, StoreError> {
+    key: &StoreKey,
+) -> Result<Option<StoredRecord>, StoreError> {
     store_call(store, "load", store.load(key)).await
 }
 
 /// [`Store::save`] through [`store_call`].
 pub(crate) async fn save(
     store: &dyn Store,
-    key: &crate::id::StoreKey,
+    key: &StoreKey,
     bytes: &[u8],
     expires_at: time::OffsetDateTime,
-    condition: crate::store::SaveCondition,
-) -> Result<crate::store::SaveOutcome, StoreError> {
+    condition: SaveCondition,
+) -> Result<SaveOutcome, StoreError> {
     store_call(store, "save", store.save(key, bytes, expires_at, condition)).await
 }
 
 /// [`Store::touch`] through [`store_call`].
 pub(crate) async fn touch(
     store: &dyn Store,
-    key: &crate::id::StoreKey,
+    key: &StoreKey,
     expires_at: time::OffsetDateTime,
 ) -> Result<bool, StoreError> {
     store_call(store, "touch", store.touch(key, expires_at)).await
 }
 
 /// [`Store::delete`] through [`store_call`].
-pub(crate) async fn delete(store: &dyn Store, key: &crate::id::StoreKey) -> Result<(), StoreError> {
+pub(crate) async fn delete(store: &dyn Store, key: &StoreKey) -> Result<(), StoreError> {
     store_call(store, "delete", store.delete(key)).await
+}
+
+/// A store whose every operation goes through [`store_call`], as the
+/// engine's own calls do: for stores made of stores (the cascade's tiers),
+/// so each inner operation has its span and metrics inside the outer one.
+#[derive(Debug)]
+pub struct Observed(Arc<dyn Store>);
+
+impl Observed {
+    /// `store`, observed.
+    pub fn wrap(store: impl IntoStore) -> Arc<dyn Store> {
+        Arc::new(Observed(store.into_store()))
+    }
+}
+
+#[async_trait]
+impl Store for Observed {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        load_record(&*self.0, key).await
+    }
+
+    async fn save(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        expires_at: time::OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        save(&*self.0, key, record, expires_at, condition).await
+    }
+
+    async fn touch(
+        &self,
+        key: &StoreKey,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        touch(&*self.0, key, expires_at).await
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        delete(&*self.0, key).await
+    }
+
+    fn max_record_size(&self) -> Option<usize> {
+        self.0.max_record_size()
+    }
+
+    fn seals_at_rest(&self) -> bool {
+        self.0.seals_at_rest()
+    }
 }
 
 #[cfg(all(test, feature = "metrics"))]

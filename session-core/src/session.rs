@@ -173,23 +173,14 @@ impl Session {
             };
             load_ended.await;
         }
-        // Cleared however the load ends, even if this future is dropped.
-        let mut loading = LoadingFlag(Some(self));
-        let loaded = load::load(ctx).instrument(ctx.span.clone()).await;
-        loading.0 = None;
-        let result = {
-            let mut state = self.state();
-            state.loading = false;
-            match loaded {
-                Ok(loaded) => {
-                    state.loaded = Some(loaded);
-                    f(&mut state, &ctx.config)
-                }
-                Err(e) => Err(e),
-            }
-        };
-        self.inner.load_ended.notify_waiters();
-        result
+        // Clears `loading` and wakes the waiters however the load ends,
+        // even if this future is dropped; after `f`, which runs on the
+        // freshly loaded state before anyone else can take it.
+        let _loading = LoadingFlag(self);
+        let loaded = load::load(ctx).instrument(ctx.span.clone()).await?;
+        let mut state = self.state();
+        state.loaded = Some(loaded);
+        f(&mut state, &ctx.config)
     }
 
     /// A future that completes when the load under way ends; made while the
@@ -610,15 +601,12 @@ impl Session {
     }
 }
 
-/// Clears `State::loading` and wakes the waiters if a load is dropped
-/// before it ends.
-struct LoadingFlag<'a>(Option<&'a Session>);
+/// Marks the end of a load: clears `State::loading` and wakes the waiters.
+struct LoadingFlag<'a>(&'a Session);
 
 impl Drop for LoadingFlag<'_> {
     fn drop(&mut self) {
-        if let Some(session) = self.0 {
-            session.state().loading = false;
-            session.inner.load_ended.notify_waiters();
-        }
+        self.0.state().loading = false;
+        self.0.inner.load_ended.notify_waiters();
     }
 }

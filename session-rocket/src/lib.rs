@@ -53,13 +53,9 @@ fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
     let manager = req.rocket().state::<SessionManager>()?;
     Some(slot(req).0.get_or_init(|| {
         // Rocket hands out whole headers by value, but values by name by
-        // reference: look up just the headers that can carry a token.
+        // reference.
         let headers = req.headers();
-        manager.start(
-            manager
-                .token_headers()
-                .flat_map(|name| headers.get(name).map(move |value| (name, value.as_bytes()))),
-        )
+        manager.start_by_name(|name| headers.get(name).map(str::as_bytes))
     }))
 }
 
