@@ -235,8 +235,8 @@ pub(crate) async fn delete(store: &dyn Store, key: &StoreKey) -> Result<(), Stor
     store_call(store, "delete", store.delete(key)).await
 }
 
-/// A store whose every operation goes through [`store_call`], as the
-/// engine's own calls do: for stores made of stores (the cascade's tiers),
+/// A store whose every operation runs in a `store` span, timed and
+/// counted, as the engine's own calls do: for stores made of stores (the cascade's tiers),
 /// so each inner operation has its span and metrics inside the outer one.
 #[derive(Debug)]
 pub struct Observed(Arc<dyn Store>);
