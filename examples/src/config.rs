@@ -468,7 +468,7 @@ mod tests {
         ])
         .unwrap();
         assert!(!c.generated_secret);
-        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys.key_count(), 2);
         assert!(!format!("{c:?}").contains(SECRET));
     }
 

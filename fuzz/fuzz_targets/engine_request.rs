@@ -3,7 +3,6 @@
 //! bad input (only a fresh session).
 #![no_main]
 
-use session_core::adapter::Finish as _;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
@@ -34,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         tokio::runtime::Builder::new_current_thread().build().expect("runtime")
     });
     runtime.block_on(async {
-        let request = manager.start([(header, rest)]);
+        let request = manager.start_by_name(|name| (name == header).then_some(rest));
         let session = request.primary();
         let n: u64 = session.get("n").await.expect("bad input never errors").unwrap_or(0);
         session.insert("n", &n.wrapping_add(1)).await.expect("insert");

@@ -16,7 +16,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use session_core::adapter::Finish as _;
 use std::borrow::Cow;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -27,10 +26,9 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use session_core::RequestSessions;
 
 session_core::adapter_handles!();
-session_core::adapter_exports!();
+session_core::adapter_exports!(session_backends);
 
 /// Middleware that gives every request its sessions and saves them after
 /// the handler. Cloning is cheap; build it once and clone it into each
@@ -40,7 +38,7 @@ pub struct SessionMiddleware {
     manager: SessionManager,
 }
 
-session_core::adapter_setup!(SessionMiddleware, "middleware");
+session_core::adapter_setup!(SessionMiddleware, "middleware", session_backends);
 
 impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
 where
@@ -82,14 +80,15 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let headers = req.headers();
-        let sessions = self
+        let request = self
             .manager
             .start_by_name(|name| headers.get_all(name).map(|value| value.as_bytes()));
-        req.extensions_mut().insert(sessions.clone());
+        // The handler gets the sessions; only this service can finish them.
+        req.extensions_mut().insert(request.sessions().clone());
         let service = Rc::clone(&self.service);
         Box::pin(async move {
             let mut response = service.call(req).await?;
-            match sessions.finish().await {
+            match request.finish().await {
                 Ok(headers) => {
                     for header in headers {
                         let if_absent = header.only_if_absent();

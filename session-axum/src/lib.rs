@@ -14,7 +14,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use session_core::adapter::Finish as _;
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,12 +24,11 @@ use axum_core::response::{IntoResponse, Response};
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, StatusCode};
-use session_core::RequestSessions;
 use tower_layer::Layer;
 use tower_service::Service;
 
 session_core::adapter_handles!();
-session_core::adapter_exports!();
+session_core::adapter_exports!(session_backends);
 
 /// A tower layer that gives every request its sessions and saves them after
 /// the inner service answers.
@@ -39,7 +37,7 @@ pub struct SessionLayer {
     manager: SessionManager,
 }
 
-session_core::adapter_setup!(SessionLayer, "layer");
+session_core::adapter_setup!(SessionLayer, "layer", session_backends);
 
 impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
@@ -78,19 +76,20 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let headers = req.headers();
-        let sessions = self.manager.start_by_name(|name| {
+        let request = self.manager.start_by_name(|name| {
             headers
                 .get_all(name)
                 .into_iter()
                 .map(|value| value.as_bytes())
         });
-        req.extensions_mut().insert(sessions.clone());
+        // The handler gets the sessions; only this service can finish them.
+        req.extensions_mut().insert(request.sessions().clone());
         // The clone that was made ready is the one to call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let mut response = inner.call(req).await?;
-            match sessions.finish().await {
+            match request.finish().await {
                 Ok(headers) => {
                     for header in headers {
                         let if_absent = header.only_if_absent();

@@ -27,11 +27,9 @@ pub(crate) mod memcache;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres_store;
+mod postgres;
 #[cfg(feature = "redis")]
-mod redis_store;
-#[cfg(feature = "memcache")]
-mod ring;
+mod redis;
 mod sweeper;
 
 #[cfg(feature = "cascade")]
@@ -40,17 +38,17 @@ pub use cascade::{CascadeConfigError, CascadeStore, CascadeStoreBuilder};
 pub use file::{FileStore, FileStoreBuilder};
 #[cfg(feature = "memcache")]
 pub use memcache::{
-    MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_ITEM_SIZE,
+    MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_MEMCACHE_RECORD,
     MAX_RELATIVE_TTL,
 };
 #[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "postgres")]
-pub use postgres_store::{
+pub use postgres::{
     PostgresConfigError, PostgresStore, PostgresStoreBuilder, DEFAULT_MAX_POSTGRES_RECORD,
 };
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisConfigError, RedisStore, RedisStoreBuilder, DEFAULT_MAX_REDIS_RECORD};
+pub use redis::{RedisConfigError, RedisStore, RedisStoreBuilder, DEFAULT_MAX_REDIS_RECORD};
 
 /// Entry points for fuzz targets and benchmarks. Not a stable API.
 #[cfg(feature = "memcache")]

@@ -1,7 +1,6 @@
 //! Sealing, opening and codecs on a 200-byte and a 2 KiB session, and one
 //! whole request through the engine.
 
-use session_core::adapter::Finish as _;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -62,13 +61,37 @@ fn sealing(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(format!("seal/{mode_name}"), label),
                 &payload,
-                |b, p| b.iter(|| internals::seal(&ring, mode, "sid", NOW, black_box(p))),
+                |b, p| {
+                    b.iter(|| {
+                        internals::CookieSeal {
+                            ring: &ring,
+                            mode,
+                            name: "sid",
+                        }
+                        .seal(NOW, black_box(p))
+                    })
+                },
             );
-            let token = internals::seal(&ring, mode, "sid", NOW, &payload);
+            let token = internals::CookieSeal {
+                ring: &ring,
+                mode,
+                name: "sid",
+            }
+            .seal(NOW, &payload);
             group.bench_with_input(
                 BenchmarkId::new(format!("open/{mode_name}"), label),
                 &token,
-                |b, t| b.iter(|| internals::open(&ring, mode, "sid", NOW, black_box(t)).unwrap()),
+                |b, t| {
+                    b.iter(|| {
+                        internals::CookieSeal {
+                            ring: &ring,
+                            mode,
+                            name: "sid",
+                        }
+                        .open(NOW, black_box(t))
+                        .unwrap()
+                    })
+                },
             );
         }
     }
@@ -94,7 +117,7 @@ fn request(c: &mut Criterion) {
     ];
     for (name, manager) in managers {
         let cookie = runtime.block_on(async {
-            let req = manager.start([]);
+            let req = manager.start_by_name(|_| None);
             req.primary().insert(&COUNTER, &1).await.unwrap();
             let headers = req.finish().await.unwrap();
             headers[0].value().split(';').next().unwrap().to_owned()
@@ -102,7 +125,8 @@ fn request(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("counter", name), |b| {
             b.iter(|| {
                 runtime.block_on(async {
-                    let req = manager.start([("cookie", cookie.as_bytes())]);
+                    let req = manager
+                        .start_by_name(|name| (name == "cookie").then_some(cookie.as_bytes()));
                     let n = req.primary().get(&COUNTER).await.unwrap().unwrap_or(0);
                     req.primary().insert(&COUNTER, &(n + 1)).await.unwrap();
                     black_box(req.finish().await.unwrap())
@@ -112,7 +136,8 @@ fn request(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("peek", name), |b| {
             b.iter(|| {
                 runtime.block_on(async {
-                    let req = manager.start([("cookie", cookie.as_bytes())]);
+                    let req = manager
+                        .start_by_name(|name| (name == "cookie").then_some(cookie.as_bytes()));
                     black_box(req.primary().get(&COUNTER).await.unwrap());
                     black_box(req.finish().await.unwrap())
                 })

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::codec::Codec;
+use crate::codec::{Codec, Record};
 use crate::error::ConfigError;
 use crate::keys::KeyRing;
-use crate::lanes::SaveLanes;
 use crate::seal::SealMode;
 use crate::store::{IntoStore, Store};
 
@@ -27,8 +26,7 @@ pub enum Storage {
 }
 
 impl Storage {
-    /// Server-side storage in `store` (by value, or already in an `Arc`).
-    pub fn server(store: impl IntoStore) -> Self {
+    fn server(store: impl IntoStore) -> Self {
         Storage::Server(store.into_store())
     }
 }
@@ -64,16 +62,6 @@ pub enum SameSite {
     Lax,
     /// Sent everywhere; browsers require `Secure` with it.
     None,
-}
-
-/// A source of the current time; replaceable in tests.
-#[derive(Clone)]
-pub(crate) struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
-
-impl Clock {
-    pub(crate) fn now(&self) -> OffsetDateTime {
-        (self.0)()
-    }
 }
 
 /// Configuration of one session.
@@ -113,9 +101,12 @@ pub struct SessionConfig {
     pub(crate) cookie_http_only: bool,
     pub(crate) same_site: SameSite,
     pub(crate) max_header_len: usize,
-    pub(crate) clock: Clock,
-    /// Saves of one session from concurrent requests wait in one lane.
-    pub(crate) save_lanes: Arc<SaveLanes>,
+}
+
+impl AsRef<SessionConfig> for SessionConfig {
+    fn as_ref(&self) -> &SessionConfig {
+        self
+    }
 }
 
 /// Browsers' limit on one cookie: name, value and attributes.
@@ -142,8 +133,6 @@ impl SessionConfig {
             cookie_http_only: true,
             same_site: SameSite::Lax,
             max_header_len: BROWSER_COOKIE_LIMIT,
-            clock: Clock(Arc::new(OffsetDateTime::now_utc)),
-            save_lanes: Arc::default(),
         }
     }
 
@@ -292,14 +281,6 @@ impl SessionConfig {
         self
     }
 
-    /// Replaces the clock, so tests can move time; sessions otherwise use
-    /// the system clock.
-    #[must_use]
-    pub fn clock(mut self, now: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
-        self.clock = Clock(Arc::new(now));
-        self
-    }
-
     /// The transport.
     pub fn transport(&self) -> &Transport {
         &self.transport
@@ -406,6 +387,24 @@ impl SessionConfig {
     pub(crate) fn refresh_interval_for(&self, persistent: bool) -> Duration {
         self.refresh_interval
             .unwrap_or_else(|| self.window(persistent) / 30)
+    }
+
+    /// When `record` should expire if saved or touched `now`.
+    pub(crate) fn deadline(&self, record: &Record, now: OffsetDateTime) -> OffsetDateTime {
+        let window = self.window(record.persistent);
+        let created = OffsetDateTime::from_unix_timestamp(record.created_at).unwrap_or(now);
+        let base = if self.rolling { now } else { created };
+        let mut deadline = base + window;
+        if let Some(absolute) = self.absolute_timeout {
+            deadline = deadline.min(created + absolute);
+        }
+        deadline
+    }
+
+    /// Whether `record` is past its absolute timeout.
+    pub(crate) fn absolute_expired(&self, record: &Record, now: i64) -> bool {
+        self.absolute_timeout
+            .is_some_and(|t| now >= record.created_at.saturating_add(t.as_secs() as i64))
     }
 }
 

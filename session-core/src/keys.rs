@@ -97,7 +97,7 @@ impl KeyRing {
     /// assert!(KeyRing::from_secret(b"short").is_err());
     /// assert!(KeyRing::from_secret(&[0u8; 32]).is_err(), "weak");
     /// let ring = KeyRing::from_secret(b"an example secret, 32 bytes long").unwrap();
-    /// assert_eq!(ring.len(), 1);
+    /// assert_eq!(ring.key_count(), 1);
     /// ```
     ///
     /// # Errors
@@ -165,13 +165,8 @@ impl KeyRing {
     }
 
     /// Number of keys (primary included).
-    pub fn len(&self) -> usize {
+    pub fn key_count(&self) -> usize {
         self.keys.len()
-    }
-
-    /// Always false: a ring has a primary key.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     pub(crate) fn primary(&self) -> &DerivedKeys {
@@ -261,7 +256,7 @@ mod tests {
     fn distinct_secrets_distinct_ids_and_duplicates_refused() {
         let ring = KeyRing::from_secret(&test_secret(1)).unwrap();
         let ring = ring.with_old_secret(&test_secret(2)).unwrap();
-        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.key_count(), 2);
         assert_ne!(ring.keys[0].id, ring.keys[1].id);
         assert!(matches!(
             ring.with_old_secret(&test_secret(1)),

@@ -6,12 +6,13 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::codec::{Codec, Record};
-use crate::config::{SessionConfig, Storage};
+use crate::config::Storage;
+use crate::engine::Engine;
 use crate::error::{CodecError, SessionError};
 use crate::id::{SessionId, StoreKey};
-use crate::observe;
+use crate::observe::{self, Observing};
 use crate::seal::{self, Opened, Purpose, SealMode};
-use crate::state::{absolute_expired, Context, Loaded, Origin};
+use crate::state::{Context, Loaded, Origin, ServerOrigin};
 use crate::store::Store;
 
 /// A start time for the debug log's durations; `None` (no clock read)
@@ -24,65 +25,146 @@ pub(crate) fn elapsed_us(started: Option<Instant>) -> u64 {
     started.map_or(0, |s| s.elapsed().as_micros() as u64)
 }
 
-/// The session the request's tokens name, or a fresh one when none is
-/// valid. Only a failing store is an error.
-pub(crate) async fn load(ctx: &Context) -> Result<Loaded, SessionError> {
-    let started = debug_timer();
-    let config = &ctx.config;
-    let now = config.clock.now();
-    let now_s = now.unix_timestamp();
-    let purpose = match config.storage {
-        Storage::Cookie => Purpose::SessionData,
-        Storage::Server(_) => Purpose::SessionId,
-    };
-    let mut refused = None;
-    let mut buf = seal::TokenBuf::default();
-    for (index, token) in ctx.candidates.iter().enumerate() {
-        let opened = seal::open_in(
-            &config.keys,
-            config.seal_mode,
-            purpose,
-            &config.name,
-            token,
-            now_s,
-            config.max_header_len,
-            &mut buf,
-        );
-        match opened {
-            Ok(opened) => {
-                let found = load_opened(config, opened, index, now).await;
-                let outcome = match &found {
-                    Ok(Some(_)) => "loaded",
-                    Ok(None) => "missing",
-                    Err(_) => "store_error",
-                };
-                observe::load(outcome);
-                ctx.span.record("load", outcome);
-                tracing::debug!(
-                    session = %config.name,
-                    load = outcome,
-                    load_us = elapsed_us(started),
-                    "session load"
-                );
-                if let Some(loaded) = found? {
-                    return Ok(loaded);
+impl Engine {
+    /// The session the request's tokens name, or a fresh one when none is
+    /// valid. Only a failing store is an error.
+    pub(crate) async fn load(&self, ctx: &Context) -> Result<Loaded, SessionError> {
+        let started = debug_timer();
+        let config = &self.config;
+        let now = self.now();
+        let now_s = now.unix_timestamp();
+        let purpose = match config.storage {
+            Storage::Cookie => Purpose::SessionData,
+            Storage::Server(_) => Purpose::SessionId,
+        };
+        let mut refused = None;
+        let mut buf = seal::TokenBuf::default();
+        for (index, token) in ctx.candidates.iter().enumerate() {
+            let opened = seal::Sealer::new(&config.keys, config.seal_mode, purpose, &config.name)
+                .open_in(token, now_s, config.max_header_len, &mut buf);
+            match opened {
+                Ok(opened) => {
+                    let found = self.load_opened(opened, index, now).await;
+                    let outcome = match &found {
+                        Ok(Some(_)) => "loaded",
+                        Ok(None) => "missing",
+                        Err(_) => "store_error",
+                    };
+                    observe::load(outcome);
+                    ctx.span.record("load", outcome);
+                    tracing::debug!(
+                        session = %config.name,
+                        load = outcome,
+                        load_us = elapsed_us(started),
+                        "session load"
+                    );
+                    if let Some(loaded) = found? {
+                        return Ok(loaded);
+                    }
+                    break;
                 }
-                break;
+                Err(e) => {
+                    observe::refused(e.reason());
+                    refused = Some(e.reason());
+                }
             }
+        }
+        if let Some(reason) = refused {
+            observe::load("refused");
+            ctx.span.record("load", "refused token");
+            log_refused(&config.name, reason);
+        } else {
+            ctx.span.record("load", "new");
+        }
+        Ok(Loaded::fresh(now_s, config.persistent_by_default))
+    }
+
+    /// Finds the session an opened token names; `None` when it is gone.
+    async fn load_opened(
+        &self,
+        opened: Opened<&[u8]>,
+        token_index: usize,
+        now: OffsetDateTime,
+    ) -> Result<Option<Loaded>, SessionError> {
+        let config = &self.config;
+        let now_s = now.unix_timestamp();
+        let check = |decoded: Result<Record, CodecError>| match decoded {
+            Ok(record) if config.absolute_expired(&record, now_s) => None,
+            Ok(record) => Some(record),
             Err(e) => {
-                observe::refused(e.reason());
-                refused = Some(e.reason());
+                tracing::warn!(session = %config.name, error = %e, "stored session undecodable; starting a fresh session");
+                None
+            }
+        };
+        match &config.storage {
+            Storage::Cookie => Ok(check(Codec::decode(opened.payload)).map(|record| Loaded {
+                record,
+                origin: Origin::Cookie {
+                    issued_at: opened.issued_at,
+                    primary: opened.primary,
+                },
+                changes: Vec::new(),
+                constants_open: false,
+            })),
+            Storage::Server(store) => {
+                let Some(id) = SessionId::from_bytes(opened.payload) else {
+                    tracing::warn!(session = %config.name, "session token holds no valid id");
+                    return Ok(None);
+                };
+                // The key that opened the token is in the ring.
+                let Some((key, _)) = config.keys.find(&opened.key_id) else {
+                    return Ok(None);
+                };
+                let store_key = id.store_key(key);
+                let Some(stored) = Observing(store.as_ref()).load(&store_key).await? else {
+                    return Ok(None);
+                };
+                let decoded = self.decode_stored(store.as_ref(), &store_key, stored.bytes, now_s);
+                Ok(check(decoded).map(|record| Loaded {
+                    record,
+                    origin: Origin::Server(ServerOrigin {
+                        id,
+                        store_key,
+                        version: stored.version,
+                        store_expires: stored.expires_at,
+                        primary: opened.primary,
+                        token_index,
+                    }),
+                    changes: Vec::new(),
+                    constants_open: false,
+                }))
             }
         }
     }
-    if let Some(reason) = refused {
-        observe::load("refused");
-        ctx.span.record("load", "refused token");
-        log_refused(&config.name, reason);
-    } else {
-        ctx.span.record("load", "new");
+
+    /// Decodes a stored record, opening it if sealed. A store that seals at
+    /// rest must not hand back unsealed records (they could be forged by anyone
+    /// who can write to the store).
+    pub(crate) fn decode_stored(
+        &self,
+        store: &dyn Store,
+        key: &StoreKey,
+        bytes: Vec<u8>,
+        now: i64,
+    ) -> Result<Record, CodecError> {
+        if !seal::is_sealed(&bytes) {
+            if store.seals_at_rest() {
+                return Err(CodecError::Malformed(
+                    "unsealed record in a store that seals at rest".into(),
+                ));
+            }
+            return Codec::decode(&bytes);
+        }
+        let opened = seal::Sealer::new(
+            &self.config.keys,
+            SealMode::Private,
+            Purpose::AtRest,
+            key.as_str(),
+        )
+        .open_raw(bytes, now)
+        .map_err(|e| CodecError::Malformed(e.reason().into()))?;
+        Codec::decode(&opened.payload)
     }
-    Ok(Loaded::fresh(now_s, config.persistent_by_default))
 }
 
 /// Logs a refused token. Clients choose how many they send, so a flood of
@@ -104,91 +186,4 @@ fn log_refused(name: &str, reason: &'static str) {
     } else {
         tracing::debug!(session = %name, reason, "session token refused; starting a fresh session");
     }
-}
-
-/// Finds the session an opened token names; `None` when it is gone.
-async fn load_opened(
-    config: &SessionConfig,
-    opened: Opened<&[u8]>,
-    token_index: usize,
-    now: OffsetDateTime,
-) -> Result<Option<Loaded>, SessionError> {
-    let now_s = now.unix_timestamp();
-    let check = |decoded: Result<Record, CodecError>| match decoded {
-        Ok(record) if absolute_expired(config, &record, now_s) => None,
-        Ok(record) => Some(record),
-        Err(e) => {
-            tracing::warn!(session = %config.name, error = %e, "stored session undecodable; starting a fresh session");
-            None
-        }
-    };
-    match &config.storage {
-        Storage::Cookie => Ok(check(Codec::decode(opened.payload)).map(|record| Loaded {
-            record,
-            origin: Origin::Cookie {
-                issued_at: opened.issued_at,
-                primary: opened.primary,
-            },
-            changes: Vec::new(),
-            constants_open: false,
-        })),
-        Storage::Server(store) => {
-            let Some(id) = SessionId::from_bytes(opened.payload) else {
-                tracing::warn!(session = %config.name, "session token holds no valid id");
-                return Ok(None);
-            };
-            let (key, _) = config
-                .keys
-                .find(&opened.key_id)
-                .expect("the key that opened it");
-            let store_key = id.store_key(key);
-            let Some(stored) = observe::load_record(store.as_ref(), &store_key).await? else {
-                return Ok(None);
-            };
-            let decoded = decode_stored(config, store.as_ref(), &store_key, stored.bytes, now_s);
-            Ok(check(decoded).map(|record| Loaded {
-                record,
-                origin: Origin::Server {
-                    id,
-                    store_key,
-                    version: stored.version,
-                    store_expires: stored.expires_at,
-                    primary: opened.primary,
-                    token_index,
-                },
-                changes: Vec::new(),
-                constants_open: false,
-            }))
-        }
-    }
-}
-
-/// Decodes a stored record, opening it if sealed. A store that seals at
-/// rest must not hand back unsealed records (they could be forged by anyone
-/// who can write to the store).
-pub(crate) fn decode_stored(
-    config: &SessionConfig,
-    store: &dyn Store,
-    key: &StoreKey,
-    bytes: Vec<u8>,
-    now: i64,
-) -> Result<Record, CodecError> {
-    if !seal::is_sealed(&bytes) {
-        if store.seals_at_rest() {
-            return Err(CodecError::Malformed(
-                "unsealed record in a store that seals at rest".into(),
-            ));
-        }
-        return Codec::decode(&bytes);
-    }
-    let opened = seal::open_raw(
-        &config.keys,
-        SealMode::Private,
-        Purpose::AtRest,
-        key.as_str(),
-        bytes,
-        now,
-    )
-    .map_err(|e| CodecError::Malformed(e.reason().into()))?;
-    Codec::decode(&opened.payload)
 }

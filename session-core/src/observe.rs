@@ -202,37 +202,56 @@ mod recorded {
     }
 }
 
-/// [`Store::load`] through [`store_call`].
-pub(crate) async fn load_record(
-    store: &dyn Store,
-    key: &StoreKey,
-) -> Result<Option<StoredRecord>, StoreError> {
-    store_call(store, "load", store.load(key)).await
-}
+/// A store whose calls go through [`store_call`]: the engine's every store
+/// operation is made through this, so each has its span and metrics, and
+/// the rules the engine enforces for every store (the record size limit)
+/// live here once.
+#[derive(Clone, Copy)]
+pub(crate) struct Observing<'a>(pub(crate) &'a dyn Store);
 
-/// [`Store::save`] through [`store_call`].
-pub(crate) async fn save(
-    store: &dyn Store,
-    key: &StoreKey,
-    bytes: &[u8],
-    expires_at: time::OffsetDateTime,
-    condition: SaveCondition,
-) -> Result<SaveOutcome, StoreError> {
-    store_call(store, "save", store.save(key, bytes, expires_at, condition)).await
-}
+impl Observing<'_> {
+    /// [`Store::load`].
+    pub(crate) async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        store_call(self.0, "load", self.0.load(key)).await
+    }
 
-/// [`Store::touch`] through [`store_call`].
-pub(crate) async fn touch(
-    store: &dyn Store,
-    key: &StoreKey,
-    expires_at: time::OffsetDateTime,
-) -> Result<bool, StoreError> {
-    store_call(store, "touch", store.touch(key, expires_at)).await
-}
+    /// [`Store::save`]; a record over the store's
+    /// [`max_record_size`](Store::max_record_size) is refused here, before
+    /// the store is called (memcached, for one, deletes the old value when
+    /// an oversized `set` fails), so the stored session stays as it was.
+    pub(crate) async fn save(
+        &self,
+        key: &StoreKey,
+        bytes: &[u8],
+        expires_at: time::OffsetDateTime,
+        condition: SaveCondition,
+    ) -> Result<SaveOutcome, StoreError> {
+        let store = self.0;
+        let call = async {
+            if let Some(limit) = store.max_record_size().filter(|&l| bytes.len() > l) {
+                return Err(StoreError::TooLarge {
+                    size: bytes.len(),
+                    limit,
+                });
+            }
+            store.save(key, bytes, expires_at, condition).await
+        };
+        store_call(store, "save", call).await
+    }
 
-/// [`Store::delete`] through [`store_call`].
-pub(crate) async fn delete(store: &dyn Store, key: &StoreKey) -> Result<(), StoreError> {
-    store_call(store, "delete", store.delete(key)).await
+    /// [`Store::touch`].
+    pub(crate) async fn touch(
+        &self,
+        key: &StoreKey,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        store_call(self.0, "touch", self.0.touch(key, expires_at)).await
+    }
+
+    /// [`Store::delete`].
+    pub(crate) async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        store_call(self.0, "delete", self.0.delete(key)).await
+    }
 }
 
 /// A store whose every operation runs in a `store` span, timed and
@@ -255,7 +274,7 @@ impl Store for Observed {
     }
 
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        load_record(&*self.0, key).await
+        Observing(&*self.0).load(key).await
     }
 
     async fn save(
@@ -265,7 +284,9 @@ impl Store for Observed {
         expires_at: time::OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        save(&*self.0, key, record, expires_at, condition).await
+        Observing(&*self.0)
+            .save(key, record, expires_at, condition)
+            .await
     }
 
     async fn touch(
@@ -273,11 +294,11 @@ impl Store for Observed {
         key: &StoreKey,
         expires_at: time::OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        touch(&*self.0, key, expires_at).await
+        Observing(&*self.0).touch(key, expires_at).await
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        delete(&*self.0, key).await
+        Observing(&*self.0).delete(key).await
     }
 
     fn max_record_size(&self) -> Option<usize> {

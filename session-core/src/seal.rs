@@ -144,106 +144,207 @@ fn aad(header: &[u8], purpose: Purpose, name: &str) -> Aad {
     aad
 }
 
-/// Seals `payload` with the ring's primary key, as base64url text.
-pub(crate) fn seal(
-    ring: &KeyRing,
+/// What a seal is bound to: the ring that seals and opens, the mode, the
+/// purpose and the session name (the last two are authenticated data).
+#[derive(Clone, Copy)]
+pub(crate) struct Sealer<'a> {
+    ring: &'a KeyRing,
     mode: SealMode,
     purpose: Purpose,
-    name: &str,
-    issued_at: i64,
-    expires_at: i64,
-    payload: &[u8],
-) -> String {
-    URL_SAFE_NO_PAD.encode(seal_raw(
-        ring, mode, purpose, name, issued_at, expires_at, payload,
-    ))
+    name: &'a str,
 }
 
-/// Fills `buf` from the thread's CSPRNG: ChaCha12 seeded from the operating
-/// system and reseeded every 64 KiB (`rand::rng()`). Every sealed cookie
-/// needs a nonce, and a `getrandom` system call per response was a visible
-/// share of a cookie session's cost. The generator is not reseeded on
-/// `fork`; a process that forks must not seal in both parent and child
-/// before the child has started fresh threads (tokio runtimes do not
-/// survive a fork anyway).
-pub(crate) fn random(buf: &mut [u8]) {
-    rand::Rng::fill_bytes(&mut rand::rng(), buf);
-}
-
-/// Whether `bytes` look like a sealed value (rather than an encoded record,
-/// whose second byte is a codec tag).
-pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
-    bytes.len() > HEADER_LEN
-        && bytes[0] == SEAL_VERSION
-        && (bytes[1] == SealMode::Private.tag() || bytes[1] == SealMode::Signed.tag())
-}
-
-/// Seals `payload` with the ring's primary key, as bytes.
-pub(crate) fn seal_raw(
-    ring: &KeyRing,
-    mode: SealMode,
-    purpose: Purpose,
-    name: &str,
-    issued_at: i64,
-    expires_at: i64,
-    payload: &[u8],
-) -> Vec<u8> {
-    let key = ring.primary();
-    let mut buf = Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
-    buf.push(SEAL_VERSION);
-    buf.push(mode.tag());
-    buf.extend_from_slice(&key.id);
-    let aad = aad(&buf[..HEADER_LEN], purpose, name);
-    match mode {
-        SealMode::Private => {
-            let mut nonce = [0u8; NONCE_LEN];
-            random(&mut nonce);
-            buf.extend_from_slice(&nonce);
-            let body_start = buf.len();
-            buf.extend_from_slice(&issued_at.to_be_bytes());
-            buf.extend_from_slice(&expires_at.to_be_bytes());
-            buf.extend_from_slice(payload);
-            let tag = key
-                .aead
-                .encrypt_in_place_detached(
-                    Nonce::from_slice(&nonce),
-                    aad.as_slice(),
-                    &mut buf[body_start..],
-                )
-                .expect("AES-GCM encryption of a bounded buffer cannot fail");
-            buf.extend_from_slice(&tag);
-        }
-        SealMode::Signed => {
-            buf.extend_from_slice(&issued_at.to_be_bytes());
-            buf.extend_from_slice(&expires_at.to_be_bytes());
-            buf.extend_from_slice(payload);
-            let mut mac = key.mac.clone();
-            mac.update(aad.as_slice());
-            mac.update(&buf[HEADER_LEN..]);
-            buf.extend_from_slice(&mac.finalize().into_bytes());
+impl<'a> Sealer<'a> {
+    pub(crate) fn new(ring: &'a KeyRing, mode: SealMode, purpose: Purpose, name: &'a str) -> Self {
+        Sealer {
+            ring,
+            mode,
+            purpose,
+            name,
         }
     }
-    buf
-}
 
-/// Opens a token sealed by [`seal`], checking mode, key, integrity and times.
-pub(crate) fn open(
-    ring: &KeyRing,
-    mode: SealMode,
-    purpose: Purpose,
-    name: &str,
-    token: &str,
-    now: i64,
-    max_len: usize,
-) -> Result<Opened, OpenError> {
-    let mut buf = TokenBuf::default();
-    let opened = open_in(ring, mode, purpose, name, token, now, max_len, &mut buf)?;
-    Ok(Opened {
-        payload: opened.payload.to_vec(),
-        issued_at: opened.issued_at,
-        primary: opened.primary,
-        key_id: opened.key_id,
-    })
+    /// Seals `payload` with the ring's primary key, as base64url text.
+    pub(crate) fn seal(&self, issued_at: i64, expires_at: i64, payload: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(self.seal_raw(issued_at, expires_at, payload))
+    }
+    /// Seals `payload` with the ring's primary key, as bytes.
+    pub(crate) fn seal_raw(&self, issued_at: i64, expires_at: i64, payload: &[u8]) -> Vec<u8> {
+        let Sealer {
+            ring,
+            mode,
+            purpose,
+            name,
+        } = *self;
+        let key = ring.primary();
+        let mut buf =
+            Vec::with_capacity(HEADER_LEN + NONCE_LEN + TIMES_LEN + payload.len() + MAC_LEN);
+        buf.push(SEAL_VERSION);
+        buf.push(mode.tag());
+        buf.extend_from_slice(&key.id);
+        let aad = aad(&buf[..HEADER_LEN], purpose, name);
+        match mode {
+            SealMode::Private => {
+                let mut nonce = [0u8; NONCE_LEN];
+                random(&mut nonce);
+                buf.extend_from_slice(&nonce);
+                let body_start = buf.len();
+                buf.extend_from_slice(&issued_at.to_be_bytes());
+                buf.extend_from_slice(&expires_at.to_be_bytes());
+                buf.extend_from_slice(payload);
+                let tag = key
+                    .aead
+                    .encrypt_in_place_detached(
+                        Nonce::from_slice(&nonce),
+                        aad.as_slice(),
+                        &mut buf[body_start..],
+                    )
+                    .expect("AES-GCM encryption of a bounded buffer cannot fail");
+                buf.extend_from_slice(&tag);
+            }
+            SealMode::Signed => {
+                buf.extend_from_slice(&issued_at.to_be_bytes());
+                buf.extend_from_slice(&expires_at.to_be_bytes());
+                buf.extend_from_slice(payload);
+                let mut mac = key.mac.clone();
+                mac.update(aad.as_slice());
+                mac.update(&buf[HEADER_LEN..]);
+                buf.extend_from_slice(&mac.finalize().into_bytes());
+            }
+        }
+        buf
+    }
+
+    /// Opens a token sealed by [`Sealer::seal`], checking mode, key, integrity and times.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn open(&self, token: &str, now: i64, max_len: usize) -> Result<Opened, OpenError> {
+        let mut buf = TokenBuf::default();
+        let opened = self.open_in(token, now, max_len, &mut buf)?;
+        Ok(Opened {
+            payload: opened.payload.to_vec(),
+            issued_at: opened.issued_at,
+            primary: opened.primary,
+            key_id: opened.key_id,
+        })
+    }
+
+    /// [`Sealer::open`], decoding into `buf` and borrowing the payload from it.
+    pub(crate) fn open_in<'b>(
+        &self,
+        token: &str,
+        now: i64,
+        max_len: usize,
+        buf: &'b mut TokenBuf,
+    ) -> Result<Opened<&'b [u8]>, OpenError> {
+        if token.len() > max_len {
+            return Err(OpenError::Oversized);
+        }
+        let token = token.trim();
+        let bytes: &'b mut [u8] = if token.len() / 4 * 3 + 3 <= INLINE_TOKEN {
+            let len = URL_SAFE_NO_PAD
+                .decode_slice(token, &mut buf.inline)
+                .map_err(|_| OpenError::Malformed)?;
+            &mut buf.inline[..len]
+        } else {
+            // decode_vec appends, and a buffer may serve several tokens.
+            buf.heap.clear();
+            URL_SAFE_NO_PAD
+                .decode_vec(token, &mut buf.heap)
+                .map_err(|_| OpenError::Malformed)?;
+            &mut buf.heap[..]
+        };
+        let opened = self.open_slice(bytes, now)?;
+        Ok(Opened {
+            payload: &bytes[opened.payload],
+            issued_at: opened.issued_at,
+            primary: opened.primary,
+            key_id: opened.key_id,
+        })
+    }
+
+    /// Opens bytes sealed by [`Sealer::seal_raw`].
+    pub(crate) fn open_raw(&self, mut buf: Vec<u8>, now: i64) -> Result<Opened, OpenError> {
+        let opened = self.open_slice(&mut buf, now)?;
+        // The payload was opened in place: keep its bytes, drop the rest.
+        buf.truncate(opened.payload.end);
+        buf.drain(..opened.payload.start);
+        Ok(Opened {
+            payload: buf,
+            issued_at: opened.issued_at,
+            primary: opened.primary,
+            key_id: opened.key_id,
+        })
+    }
+
+    /// Opens sealed bytes in place; the payload is where the range says.
+    fn open_slice(
+        &self,
+        buf: &mut [u8],
+        now: i64,
+    ) -> Result<Opened<std::ops::Range<usize>>, OpenError> {
+        let Sealer {
+            ring,
+            mode,
+            purpose,
+            name,
+        } = *self;
+        if buf.len() < HEADER_LEN {
+            return Err(OpenError::Malformed);
+        }
+        if buf[0] != SEAL_VERSION {
+            return Err(OpenError::Version);
+        }
+        if buf[1] != mode.tag() {
+            return Err(OpenError::Mode);
+        }
+        let mut key_id = [0u8; 4];
+        key_id.copy_from_slice(&buf[2..HEADER_LEN]);
+        let (key, primary) = ring.find(&key_id).ok_or(OpenError::UnknownKey)?;
+        let aad = aad(&buf[..HEADER_LEN], purpose, name);
+        let plain = match mode {
+            SealMode::Private => {
+                if buf.len() < HEADER_LEN + NONCE_LEN + TIMES_LEN + TAG_LEN {
+                    return Err(OpenError::Malformed);
+                }
+                let tag_at = buf.len() - TAG_LEN;
+                let (head, tag) = buf.split_at_mut(tag_at);
+                let (header_nonce, body) = head.split_at_mut(HEADER_LEN + NONCE_LEN);
+                let nonce = Nonce::from_slice(&header_nonce[HEADER_LEN..]);
+                key.aead
+                    .decrypt_in_place_detached(nonce, aad.as_slice(), body, Tag::from_slice(tag))
+                    .map_err(|_| OpenError::Forged)?;
+                HEADER_LEN + NONCE_LEN..tag_at
+            }
+            SealMode::Signed => {
+                if buf.len() < HEADER_LEN + TIMES_LEN + MAC_LEN {
+                    return Err(OpenError::Malformed);
+                }
+                let mac_at = buf.len() - MAC_LEN;
+                let mut mac = key.mac.clone();
+                mac.update(aad.as_slice());
+                mac.update(&buf[HEADER_LEN..mac_at]);
+                // verify_slice compares in constant time.
+                mac.verify_slice(&buf[mac_at..])
+                    .map_err(|_| OpenError::Forged)?;
+                HEADER_LEN..mac_at
+            }
+        };
+        let times = &buf[plain.start..plain.start + TIMES_LEN];
+        let issued_at = i64::from_be_bytes(times[0..8].try_into().expect("8 bytes"));
+        let expires_at = i64::from_be_bytes(times[8..16].try_into().expect("8 bytes"));
+        if expires_at != NO_EXPIRY && now >= expires_at {
+            return Err(OpenError::Expired);
+        }
+        if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(OpenError::FromFuture);
+        }
+        Ok(Opened {
+            payload: plain.start + TIMES_LEN..plain.end,
+            issued_at,
+            primary,
+            key_id,
+        })
+    }
 }
 
 /// Tokens decoding to this many bytes or fewer (a server session's sealed
@@ -266,130 +367,23 @@ impl Default for TokenBuf {
     }
 }
 
-/// [`open`], decoding into `buf` and borrowing the payload from it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn open_in<'b>(
-    ring: &KeyRing,
-    mode: SealMode,
-    purpose: Purpose,
-    name: &str,
-    token: &str,
-    now: i64,
-    max_len: usize,
-    buf: &'b mut TokenBuf,
-) -> Result<Opened<&'b [u8]>, OpenError> {
-    if token.len() > max_len {
-        return Err(OpenError::Oversized);
-    }
-    let token = token.trim();
-    let bytes: &'b mut [u8] = if token.len() / 4 * 3 + 3 <= INLINE_TOKEN {
-        let len = URL_SAFE_NO_PAD
-            .decode_slice(token, &mut buf.inline)
-            .map_err(|_| OpenError::Malformed)?;
-        &mut buf.inline[..len]
-    } else {
-        // decode_vec appends, and a buffer may serve several tokens.
-        buf.heap.clear();
-        URL_SAFE_NO_PAD
-            .decode_vec(token, &mut buf.heap)
-            .map_err(|_| OpenError::Malformed)?;
-        &mut buf.heap[..]
-    };
-    let opened = open_slice(ring, mode, purpose, name, bytes, now)?;
-    Ok(Opened {
-        payload: &bytes[opened.payload],
-        issued_at: opened.issued_at,
-        primary: opened.primary,
-        key_id: opened.key_id,
-    })
+/// Fills `buf` from the thread's CSPRNG: ChaCha12 seeded from the operating
+/// system and reseeded every 64 KiB (`rand::rng()`). Every sealed cookie
+/// needs a nonce, and a `getrandom` system call per response was a visible
+/// share of a cookie session's cost. The generator is not reseeded on
+/// `fork`; a process that forks must not seal in both parent and child
+/// before the child has started fresh threads (tokio runtimes do not
+/// survive a fork anyway).
+pub(crate) fn random(buf: &mut [u8]) {
+    rand::Rng::fill_bytes(&mut rand::rng(), buf);
 }
 
-/// Opens bytes sealed by [`seal_raw`].
-pub(crate) fn open_raw(
-    ring: &KeyRing,
-    mode: SealMode,
-    purpose: Purpose,
-    name: &str,
-    mut buf: Vec<u8>,
-    now: i64,
-) -> Result<Opened, OpenError> {
-    let opened = open_slice(ring, mode, purpose, name, &mut buf, now)?;
-    // The payload was opened in place: keep its bytes, drop the rest.
-    buf.truncate(opened.payload.end);
-    buf.drain(..opened.payload.start);
-    Ok(Opened {
-        payload: buf,
-        issued_at: opened.issued_at,
-        primary: opened.primary,
-        key_id: opened.key_id,
-    })
-}
-
-/// Opens sealed bytes in place; the payload is where the range says.
-fn open_slice(
-    ring: &KeyRing,
-    mode: SealMode,
-    purpose: Purpose,
-    name: &str,
-    buf: &mut [u8],
-    now: i64,
-) -> Result<Opened<std::ops::Range<usize>>, OpenError> {
-    if buf.len() < HEADER_LEN {
-        return Err(OpenError::Malformed);
-    }
-    if buf[0] != SEAL_VERSION {
-        return Err(OpenError::Version);
-    }
-    if buf[1] != mode.tag() {
-        return Err(OpenError::Mode);
-    }
-    let mut key_id = [0u8; 4];
-    key_id.copy_from_slice(&buf[2..HEADER_LEN]);
-    let (key, primary) = ring.find(&key_id).ok_or(OpenError::UnknownKey)?;
-    let aad = aad(&buf[..HEADER_LEN], purpose, name);
-    let plain = match mode {
-        SealMode::Private => {
-            if buf.len() < HEADER_LEN + NONCE_LEN + TIMES_LEN + TAG_LEN {
-                return Err(OpenError::Malformed);
-            }
-            let tag_at = buf.len() - TAG_LEN;
-            let (head, tag) = buf.split_at_mut(tag_at);
-            let (header_nonce, body) = head.split_at_mut(HEADER_LEN + NONCE_LEN);
-            let nonce = Nonce::from_slice(&header_nonce[HEADER_LEN..]);
-            key.aead
-                .decrypt_in_place_detached(nonce, aad.as_slice(), body, Tag::from_slice(tag))
-                .map_err(|_| OpenError::Forged)?;
-            HEADER_LEN + NONCE_LEN..tag_at
-        }
-        SealMode::Signed => {
-            if buf.len() < HEADER_LEN + TIMES_LEN + MAC_LEN {
-                return Err(OpenError::Malformed);
-            }
-            let mac_at = buf.len() - MAC_LEN;
-            let mut mac = key.mac.clone();
-            mac.update(aad.as_slice());
-            mac.update(&buf[HEADER_LEN..mac_at]);
-            // verify_slice compares in constant time.
-            mac.verify_slice(&buf[mac_at..])
-                .map_err(|_| OpenError::Forged)?;
-            HEADER_LEN..mac_at
-        }
-    };
-    let times = &buf[plain.start..plain.start + TIMES_LEN];
-    let issued_at = i64::from_be_bytes(times[0..8].try_into().expect("8 bytes"));
-    let expires_at = i64::from_be_bytes(times[8..16].try_into().expect("8 bytes"));
-    if expires_at != NO_EXPIRY && now >= expires_at {
-        return Err(OpenError::Expired);
-    }
-    if issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
-        return Err(OpenError::FromFuture);
-    }
-    Ok(Opened {
-        payload: plain.start + TIMES_LEN..plain.end,
-        issued_at,
-        primary,
-        key_id,
-    })
+/// Whether `bytes` look like a sealed value (rather than an encoded record,
+/// whose second byte is a codec tag).
+pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.len() > HEADER_LEN
+        && bytes[0] == SEAL_VERSION
+        && (bytes[1] == SealMode::Private.tag() || bytes[1] == SealMode::Signed.tag())
 }
 
 #[cfg(test)]
@@ -404,16 +398,10 @@ mod tests {
 
     fn roundtrip(mode: SealMode) {
         let r = ring(1);
-        let t = seal(
-            &r,
-            mode,
-            Purpose::SessionData,
-            "sid",
-            NOW,
-            NOW + 60,
-            b"hello",
-        );
-        let o = open(&r, mode, Purpose::SessionData, "sid", &t, NOW, 4096).unwrap();
+        let t = Sealer::new(&r, mode, Purpose::SessionData, "sid").seal(NOW, NOW + 60, b"hello");
+        let o = Sealer::new(&r, mode, Purpose::SessionData, "sid")
+            .open(&t, NOW, 4096)
+            .unwrap();
         assert_eq!(o.payload, b"hello");
         assert_eq!(o.issued_at, NOW);
         assert!(o.primary);
@@ -429,24 +417,10 @@ mod tests {
     fn private_hides_payload_signed_does_not() {
         let r = ring(1);
         let payload = b"visible-payload-visible-payload";
-        let p = seal(
-            &r,
-            SealMode::Private,
-            Purpose::SessionData,
-            "sid",
-            NOW,
-            NO_EXPIRY,
-            payload,
-        );
-        let s = seal(
-            &r,
-            SealMode::Signed,
-            Purpose::SessionData,
-            "sid",
-            NOW,
-            NO_EXPIRY,
-            payload,
-        );
+        let p = Sealer::new(&r, SealMode::Private, Purpose::SessionData, "sid")
+            .seal(NOW, NO_EXPIRY, payload);
+        let s = Sealer::new(&r, SealMode::Signed, Purpose::SessionData, "sid")
+            .seal(NOW, NO_EXPIRY, payload);
         let contains = |t: &str| {
             let raw = URL_SAFE_NO_PAD.decode(t).unwrap();
             raw.windows(payload.len()).any(|w| w == payload)
@@ -464,26 +438,14 @@ mod tests {
         for len in (0..120).chain([500, 3000, 40, 3000, 0]) {
             let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
             for mode in [SealMode::Private, SealMode::Signed] {
-                let t = seal(
-                    &r,
-                    mode,
-                    Purpose::SessionData,
-                    "sid",
+                let t = Sealer::new(&r, mode, Purpose::SessionData, "sid").seal(
                     NOW,
                     NOW + 10,
                     &payload,
                 );
-                let opened = open_in(
-                    &r,
-                    mode,
-                    Purpose::SessionData,
-                    "sid",
-                    &t,
-                    NOW,
-                    8192,
-                    &mut buf,
-                )
-                .unwrap_or_else(|e| panic!("{mode:?} {len}: {e:?}"));
+                let opened = Sealer::new(&r, mode, Purpose::SessionData, "sid")
+                    .open_in(&t, NOW, 8192, &mut buf)
+                    .unwrap_or_else(|e| panic!("{mode:?} {len}: {e:?}"));
                 assert_eq!(opened.payload, &payload[..], "{mode:?} {len}");
             }
         }
@@ -493,11 +455,7 @@ mod tests {
     fn every_single_byte_change_is_refused() {
         for mode in [SealMode::Private, SealMode::Signed] {
             let r = ring(3);
-            let t = seal(
-                &r,
-                mode,
-                Purpose::SessionId,
-                "sid",
+            let t = Sealer::new(&r, mode, Purpose::SessionId, "sid").seal(
                 NOW,
                 NOW + 10,
                 b"0123456789abcdef",
@@ -509,7 +467,9 @@ mod tests {
                     bad[i] ^= flip;
                     let bad = URL_SAFE_NO_PAD.encode(&bad);
                     assert!(
-                        open(&r, mode, Purpose::SessionId, "sid", &bad, NOW, 4096).is_err(),
+                        Sealer::new(&r, mode, Purpose::SessionId, "sid")
+                            .open(&bad, NOW, 4096)
+                            .is_err(),
                         "{mode:?} byte {i} flip {flip:#x} accepted"
                     );
                 }
@@ -520,26 +480,14 @@ mod tests {
     #[test]
     fn truncated_and_garbage_refused() {
         let r = ring(1);
-        let t = seal(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            NOW,
-            NOW + 10,
-            b"x",
-        );
+        let t =
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").seal(NOW, NOW + 10, b"x");
         for cut in 0..t.len() {
-            assert!(open(
-                &r,
-                SealMode::Private,
-                Purpose::SessionId,
-                "sid",
-                &t[..cut],
-                NOW,
-                4096
-            )
-            .is_err());
+            assert!(
+                Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid")
+                    .open(&t[..cut], NOW, 4096)
+                    .is_err()
+            );
         }
         for garbage in [
             "",
@@ -548,32 +496,25 @@ mod tests {
             "AAAA",
             "%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%",
         ] {
-            assert!(open(
-                &r,
-                SealMode::Private,
-                Purpose::SessionId,
-                "sid",
-                garbage,
-                NOW,
-                4096
-            )
-            .is_err());
+            assert!(
+                Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid")
+                    .open(garbage, NOW, 4096)
+                    .is_err()
+            );
         }
     }
 
     #[test]
     fn bound_data_name_purpose_mode() {
         let r = ring(1);
-        let t = seal(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            NOW,
-            NOW + 10,
-            b"x",
-        );
-        let o = |p, n: &str, m| open(&r, m, p, n, &t, NOW, 4096).map(|_| ()).unwrap_err();
+        let t =
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").seal(NOW, NOW + 10, b"x");
+        let o = |p, n: &str, m| {
+            Sealer::new(&r, m, p, n)
+                .open(&t, NOW, 4096)
+                .map(|_| ())
+                .unwrap_err()
+        };
         assert_eq!(
             o(Purpose::SessionId, "other", SealMode::Private),
             OpenError::Forged
@@ -596,11 +537,16 @@ mod tests {
             let name = "n".repeat(len);
             let other = format!("{}m", &name[1..]);
             for mode in [SealMode::Private, SealMode::Signed] {
-                let t = seal(&r, mode, Purpose::SessionData, &name, NOW, NO_EXPIRY, b"p");
-                let opened = open(&r, mode, Purpose::SessionData, &name, &t, NOW, 4096).unwrap();
+                let t =
+                    Sealer::new(&r, mode, Purpose::SessionData, &name).seal(NOW, NO_EXPIRY, b"p");
+                let opened = Sealer::new(&r, mode, Purpose::SessionData, &name)
+                    .open(&t, NOW, 4096)
+                    .unwrap();
                 assert_eq!(opened.payload, b"p");
                 assert_eq!(
-                    open(&r, mode, Purpose::SessionData, &other, &t, NOW, 4096).map(|_| ()),
+                    Sealer::new(&r, mode, Purpose::SessionData, &other)
+                        .open(&t, NOW, 4096)
+                        .map(|_| ()),
                     Err(OpenError::Forged),
                     "name length {len}"
                 );
@@ -611,68 +557,31 @@ mod tests {
     #[test]
     fn version_is_bound() {
         let r = ring(1);
-        let t = seal(
-            &r,
-            SealMode::Signed,
-            Purpose::SessionId,
-            "sid",
-            NOW,
-            NOW + 10,
-            b"x",
-        );
+        let t =
+            Sealer::new(&r, SealMode::Signed, Purpose::SessionId, "sid").seal(NOW, NOW + 10, b"x");
         let mut raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
         raw[0] = 2;
         let t = URL_SAFE_NO_PAD.encode(raw);
-        let err = open(
-            &r,
-            SealMode::Signed,
-            Purpose::SessionId,
-            "sid",
-            &t,
-            NOW,
-            4096,
-        )
-        .unwrap_err();
+        let err = Sealer::new(&r, SealMode::Signed, Purpose::SessionId, "sid")
+            .open(&t, NOW, 4096)
+            .unwrap_err();
         assert_eq!(err, OpenError::Version);
     }
 
     #[test]
     fn expiry_and_future_issue_checked() {
         let r = ring(1);
-        let t = seal(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            NOW,
-            NOW + 10,
-            b"x",
+        let t =
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").seal(NOW, NOW + 10, b"x");
+        assert!(
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid")
+                .open(&t, NOW + 9, 4096)
+                .is_ok()
         );
-        assert!(open(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            &t,
-            NOW + 9,
-            4096
-        )
-        .is_ok());
-        let err = open(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            &t,
-            NOW + 10,
-            4096,
-        );
+        let err =
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").open(&t, NOW + 10, 4096);
         assert_eq!(err.unwrap_err(), OpenError::Expired);
-        let err = open(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
+        let err = Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").open(
             &t,
             NOW - 3600,
             4096,
@@ -684,26 +593,15 @@ mod tests {
     fn oversized_refused_before_decoding() {
         let r = ring(1);
         let huge = "A".repeat(5000);
-        let err = open(
-            &r,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            &huge,
-            NOW,
-            4096,
-        );
+        let err =
+            Sealer::new(&r, SealMode::Private, Purpose::SessionId, "sid").open(&huge, NOW, 4096);
         assert_eq!(err.unwrap_err(), OpenError::Oversized);
     }
 
     #[test]
     fn old_key_opens_and_is_reported_foreign_key_refused() {
         let old = ring(1);
-        let t = seal(
-            &old,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
+        let t = Sealer::new(&old, SealMode::Private, Purpose::SessionId, "sid").seal(
             NOW,
             NOW + 10,
             b"x",
@@ -711,27 +609,13 @@ mod tests {
         let rotated = ring(2)
             .with_old_secret(&crate::keys::test_secret(1u8))
             .unwrap();
-        let o = open(
-            &rotated,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            &t,
-            NOW,
-            4096,
-        )
-        .unwrap();
+        let o = Sealer::new(&rotated, SealMode::Private, Purpose::SessionId, "sid")
+            .open(&t, NOW, 4096)
+            .unwrap();
         assert!(!o.primary);
         let foreign = ring(9);
-        let err = open(
-            &foreign,
-            SealMode::Private,
-            Purpose::SessionId,
-            "sid",
-            &t,
-            NOW,
-            4096,
-        );
+        let err =
+            Sealer::new(&foreign, SealMode::Private, Purpose::SessionId, "sid").open(&t, NOW, 4096);
         assert_eq!(err.unwrap_err(), OpenError::UnknownKey);
     }
 }

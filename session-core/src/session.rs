@@ -11,9 +11,9 @@ use tracing::Instrument;
 
 use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
+use crate::engine::Engine;
 use crate::error::SessionError;
-use crate::load;
-use crate::save::{self, Finished, Outcome};
+use crate::save::{Finished, Outcome};
 use crate::state::{Change, Context, Loaded, State, UpdateFn};
 
 /// A key that carries the type of its value, so a mismatched insert or get
@@ -107,6 +107,7 @@ pub struct Session {
 }
 
 pub(crate) struct SessionInner {
+    engine: Arc<Engine>,
     ctx: Context,
     /// Never held across an await: a plain lock costs a fraction of an
     /// async one, and every access takes it. `State::loading` marks the
@@ -118,25 +119,18 @@ pub(crate) struct SessionInner {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
-            .field("name", &self.inner.ctx.config.name)
+            .field("name", &self.inner.engine.config.name)
             .field("tokens", &self.inner.ctx.candidates.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Session {
-    pub(crate) fn new(
-        config: Arc<SessionConfig>,
-        candidates: Vec<String>,
-        span: tracing::Span,
-    ) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, candidates: Vec<String>, span: tracing::Span) -> Self {
         Session {
             inner: Arc::new(SessionInner {
-                ctx: Context {
-                    config,
-                    candidates,
-                    span,
-                },
+                engine,
+                ctx: Context { candidates, span },
                 state: std::sync::Mutex::new(State::default()),
                 load_ended: tokio::sync::Notify::new(),
             }),
@@ -145,7 +139,7 @@ impl Session {
 
     /// The session's configured name.
     pub fn name(&self) -> &str {
-        &self.inner.ctx.config.name
+        &self.inner.engine.config.name
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -158,12 +152,12 @@ impl Session {
         &self,
         f: impl FnOnce(&mut State, &SessionConfig) -> Result<R, SessionError>,
     ) -> Result<R, SessionError> {
-        let ctx = &self.inner.ctx;
+        let (engine, ctx) = (&*self.inner.engine, &self.inner.ctx);
         loop {
             let load_ended = {
                 let mut state = self.state();
                 if state.loaded.is_some() {
-                    return f(&mut state, &ctx.config);
+                    return f(&mut state, &engine.config);
                 }
                 if !state.loading {
                     state.loading = true;
@@ -177,10 +171,10 @@ impl Session {
         // even if this future is dropped; after `f`, which runs on the
         // freshly loaded state before anyone else can take it.
         let _loading = LoadingFlag(self);
-        let loaded = load::load(ctx).instrument(ctx.span.clone()).await?;
+        let loaded = engine.load(ctx).instrument(ctx.span.clone()).await?;
         let mut state = self.state();
         state.loaded = Some(loaded);
-        f(&mut state, &ctx.config)
+        f(&mut state, &engine.config)
     }
 
     /// A future that completes when the load under way ends; made while the
@@ -270,7 +264,7 @@ impl Session {
     /// use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
     /// const COUNTER: SessionKey<u64> = SessionKey::new("n");
     /// # let manager = SessionManager::new(SessionConfig::cookie(KeyRing::generate().unwrap())).unwrap();
-    /// # let request = manager.start([]);
+    /// # let request = manager.start_by_name(|_| None);
     /// # let session = request.primary();
     /// let n = session.update(&COUNTER, |n| n.unwrap_or(0) + 1).await?;
     /// assert_eq!(n, 1);
@@ -543,8 +537,8 @@ impl Session {
     ///
     /// A store that fails while loading the session (answered with 503).
     pub async fn purge(&self) -> Result<(), SessionError> {
+        let now = self.inner.engine.now().unix_timestamp();
         self.with_state(|state, config| {
-            let now = config.clock.now().unix_timestamp();
             state.purge(now, config.persistent_by_default);
             Ok(())
         })
@@ -560,7 +554,7 @@ impl Session {
 
     /// The session's configuration.
     pub(crate) fn config(&self) -> &SessionConfig {
-        &self.inner.ctx.config
+        &self.inner.engine.config
     }
 
     /// Decides and performs what this request does with the session; call
@@ -573,7 +567,7 @@ impl Session {
     /// budget, a record too large for its store, or a cookie over the
     /// browser limit. The stored session is then left as it was.
     pub(crate) async fn finish_now(&self) -> Result<Finished, SessionError> {
-        let ctx = &self.inner.ctx;
+        let (engine, ctx) = (&*self.inner.engine, &self.inner.ctx);
         let (loaded, action) = loop {
             let load_ended = {
                 let mut state = self.state();
@@ -595,7 +589,8 @@ impl Session {
             };
             load_ended.await;
         };
-        save::finish(ctx, loaded, action)
+        engine
+            .finish(ctx, loaded, action)
             .instrument(ctx.span.clone())
             .await
     }

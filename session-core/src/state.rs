@@ -11,15 +11,13 @@ use ciborium::Value;
 use time::OffsetDateTime;
 
 use crate::codec::Record;
-use crate::config::SessionConfig;
 use crate::error::SessionError;
 use crate::id::{SessionId, StoreKey};
 use crate::store::Version;
 
-/// What a request knows of one session before loading it: its
-/// configuration, the tokens it carried, and the request's span.
+/// What a request knows of one session before loading it: the tokens it
+/// carried and the request's span.
 pub(crate) struct Context {
-    pub(crate) config: Arc<SessionConfig>,
     /// Tokens the request carried for this session, in order of appearance.
     pub(crate) candidates: Vec<String>,
     pub(crate) span: tracing::Span,
@@ -75,16 +73,19 @@ pub(crate) enum Origin {
     /// A sealed cookie session.
     Cookie { issued_at: i64, primary: bool },
     /// A server-side session.
-    Server {
-        id: SessionId,
-        store_key: StoreKey,
-        version: Version,
-        store_expires: Option<OffsetDateTime>,
-        /// Opened with the primary key (else it moves to it on save).
-        primary: bool,
-        /// Which of the request's candidate tokens named it.
-        token_index: usize,
-    },
+    Server(ServerOrigin),
+}
+
+/// A server-side session as loaded: everything the save path needs.
+pub(crate) struct ServerOrigin {
+    pub(crate) id: SessionId,
+    pub(crate) store_key: StoreKey,
+    pub(crate) version: Version,
+    pub(crate) store_expires: Option<OffsetDateTime>,
+    /// Opened with the primary key (else it moves to it on save).
+    pub(crate) primary: bool,
+    /// Which of the request's candidate tokens named it.
+    pub(crate) token_index: usize,
 }
 
 /// A loaded session and this request's changes to it.
@@ -232,27 +233,4 @@ fn refuse_constant(record: &Record, key: &str) -> Result<(), SessionError> {
     } else {
         Ok(())
     }
-}
-
-/// When the record should expire if saved or touched now.
-pub(crate) fn deadline(
-    config: &SessionConfig,
-    record: &Record,
-    now: OffsetDateTime,
-) -> OffsetDateTime {
-    let window = config.window(record.persistent);
-    let created = OffsetDateTime::from_unix_timestamp(record.created_at).unwrap_or(now);
-    let base = if config.rolling { now } else { created };
-    let mut deadline = base + window;
-    if let Some(absolute) = config.absolute_timeout {
-        deadline = deadline.min(created + absolute);
-    }
-    deadline
-}
-
-/// Whether the record is past its absolute timeout.
-pub(crate) fn absolute_expired(config: &SessionConfig, record: &Record, now: i64) -> bool {
-    config
-        .absolute_timeout
-        .is_some_and(|t| now >= record.created_at.saturating_add(t.as_secs() as i64))
 }

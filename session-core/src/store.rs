@@ -120,7 +120,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 }
 
 /// What takes a store ([`SessionConfig::server`](crate::SessionConfig::server),
-/// [`Storage::server`](crate::Storage::server), the cascade's tiers): a
+/// the cascade's tiers): a
 /// store by value, or one already shared in an `Arc`.
 ///
 /// ```

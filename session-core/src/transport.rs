@@ -158,18 +158,20 @@ fn set_cookie(config: &SessionConfig, value: &str, max_age: Option<time::Duratio
     text
 }
 
-/// Tokens for each configured session found in the request headers.
-pub(crate) fn read_tokens<'a>(
-    configs: &[std::sync::Arc<SessionConfig>],
+/// Tokens for each configured session (anything that holds its
+/// configuration) found in the request headers.
+pub(crate) fn read_tokens<'a, C: AsRef<SessionConfig>>(
+    configs: &[std::sync::Arc<C>],
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Vec<Vec<String>> {
-    let mut found: Vec<Vec<String>> = vec![Vec::new(); configs.len()];
+    let configs = || configs.iter().map(|c| (**c).as_ref());
+    let mut found: Vec<Vec<String>> = vec![Vec::new(); configs().len()];
     for (name, value) in headers {
         let is_cookie = name.eq_ignore_ascii_case("cookie");
         // Only the headers that can carry a token are decoded; a browser
         // sends a dozen others on every request.
         let carries_token = is_cookie
-            || configs.iter().any(|config| {
+            || configs().any(|config| {
                 matches!(&config.transport, Transport::Header(header) if header.eq_ignore_ascii_case(name))
             });
         if !carries_token {
@@ -185,7 +187,7 @@ pub(crate) fn read_tokens<'a>(
                 };
                 let cookie_name = cookie_name.trim();
                 let cookie_value = cookie_value.trim().trim_matches('"');
-                for (config, tokens) in configs.iter().zip(found.iter_mut()) {
+                for (config, tokens) in configs().zip(found.iter_mut()) {
                     if config.transport == Transport::Cookie
                         && config.name == cookie_name
                         && !cookie_value.is_empty()
@@ -196,7 +198,7 @@ pub(crate) fn read_tokens<'a>(
                 }
             }
         } else {
-            for (config, tokens) in configs.iter().zip(found.iter_mut()) {
+            for (config, tokens) in configs().zip(found.iter_mut()) {
                 if let Transport::Header(header) = &config.transport {
                     let value = value.trim();
                     if header.eq_ignore_ascii_case(name)

@@ -2,7 +2,6 @@
 
 mod common;
 
-use session_core::adapter::Finish as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +9,10 @@ use async_trait::async_trait;
 use common::*;
 use serde::{Deserialize, Serialize};
 use session_backends::MemoryStore;
+use session_core::adapter::Outcome;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Codec, Outcome, SaveCondition, SaveOutcome, SealMode, Session, SessionConfig, SessionError,
+    Codec, SaveCondition, SaveOutcome, SealMode, Session, SessionConfig, SessionError,
     SessionManager, Store, StoreError, StoreKey, StoredRecord,
 };
 use std::sync::atomic::Ordering;
@@ -90,9 +90,9 @@ async fn bad_tokens_give_a_fresh_session_and_a_removal_cookie() {
         flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
         let foreign = {
             let other = SessionManager::new(SessionConfig::cookie(keys(9))).unwrap();
-            let req = other.start([]);
+            let req = start(&other, []);
             req.primary().insert(&COUNTER, &1).await.unwrap();
-            let f = req.primary().finish().await.unwrap();
+            let f = req.finish_primary().await.unwrap();
             let mut j = Jar::default();
             j.apply(f.header.as_ref());
             j.0.unwrap()["sid=".len()..].to_string()
@@ -383,7 +383,7 @@ async fn constant_attributes_are_fixed_until_renewal() {
 #[tokio::test]
 async fn values_api() {
     let env = server_env();
-    let req = env.manager.start([]);
+    let req = start(&env.manager, []);
     let s = req.primary();
     s.insert("a", &1u8).await.unwrap();
     s.insert("b", &vec!["x", "y"]).await.unwrap();
@@ -402,7 +402,7 @@ async fn values_api() {
 #[tokio::test]
 async fn json_codec_refuses_unrepresentable_values_at_insert() {
     let env = server_env_with(|c| c.codec(Codec::Json));
-    let req = env.manager.start([]);
+    let req = start(&env.manager, []);
     let err = req.primary().insert("f", &f64::NAN).await.unwrap_err();
     assert!(err.to_string().contains("json cannot represent"), "{err}");
     req.primary().insert("ok", &u64::MAX).await.unwrap();
@@ -411,12 +411,12 @@ async fn json_codec_refuses_unrepresentable_values_at_insert() {
 #[tokio::test]
 async fn oversized_cookie_session_is_refused_not_sent() {
     let env = cookie_env_with(|c| c);
-    let req = env.manager.start([]);
+    let req = start(&env.manager, []);
     req.primary()
         .insert("big", &"x".repeat(5000))
         .await
         .unwrap();
-    let err = req.primary().finish().await.unwrap_err();
+    let err = req.finish_primary().await.unwrap_err();
     assert!(
         matches!(err, SessionError::CookieTooLarge { limit: 4096, .. }),
         "{err}"
@@ -432,7 +432,7 @@ async fn oversized_cookie_session_is_refused_not_sent() {
 async fn oversized_server_session_is_a_store_error() {
     let store = Arc::new(MemoryStore::builder().max_record_size(1000).build());
     let manager = SessionManager::new(SessionConfig::server(store, keys(1))).unwrap();
-    let req = manager.start([]);
+    let req = start(&manager, []);
     req.primary()
         .insert("big", &"x".repeat(2000))
         .await
@@ -458,7 +458,7 @@ async fn named_sessions_have_their_own_stores_and_options_and_save_together() {
                 .seal_mode(SealMode::Signed),
         )
         .unwrap();
-    let req = manager.start([]);
+    let req = start(&manager, []);
     req.primary().insert("a", &1).await.unwrap();
     req.named("admin").unwrap().insert("b", &2).await.unwrap();
     req.named("prefs")
@@ -491,7 +491,7 @@ async fn named_sessions_have_their_own_stores_and_options_and_save_together() {
         .map(|h| h.value().split(';').next().unwrap())
         .collect::<Vec<_>>()
         .join("; ");
-    let req = manager.start([("cookie", cookie.as_bytes())]);
+    let req = start(&manager, [("cookie", cookie.as_bytes())]);
     assert_eq!(req.primary().get::<i32, _>("a").await.unwrap(), Some(1));
     assert_eq!(
         req.named("admin")
@@ -529,24 +529,27 @@ async fn duplicate_session_names_refused() {
 #[tokio::test]
 async fn header_transport() {
     let env = server_env_with(|c| c.header_transport("X-Session-Token"));
-    let req = env.manager.start([]);
+    let req = start(&env.manager, []);
     req.primary().insert(&COUNTER, &5).await.unwrap();
-    let f = req.primary().finish().await.unwrap();
+    let f = req.finish_primary().await.unwrap();
     let h = f.header.unwrap();
     assert_eq!(h.name(), "X-Session-Token");
     let token = h.value().to_string();
     assert!(!token.contains(';'));
-    let req = env.manager.start([
-        ("x-session-token", token.as_bytes()),
-        ("cookie", b"sid=ignored".as_slice()),
-    ]);
+    let req = start(
+        &env.manager,
+        [
+            ("x-session-token", token.as_bytes()),
+            ("cookie", b"sid=ignored".as_slice()),
+        ],
+    );
     assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(5));
     req.primary().set_persistent(true).await.unwrap();
-    let f = req.primary().finish().await.unwrap();
+    let f = req.finish_primary().await.unwrap();
     assert_eq!(f.header, None, "nothing to re-send in header transport");
-    let req = env.manager.start([("X-SESSION-TOKEN", token.as_bytes())]);
+    let req = start(&env.manager, [("X-SESSION-TOKEN", token.as_bytes())]);
     req.primary().purge().await.unwrap();
-    let f = req.primary().finish().await.unwrap();
+    let f = req.finish_primary().await.unwrap();
     assert_eq!(
         f.header.unwrap().value(),
         "",
@@ -714,7 +717,7 @@ async fn concurrent_logout_wins_over_a_later_save() {
     let logout = jar.start(&env.manager);
     logout.primary().purge().await.unwrap();
     logout.finish().await.unwrap();
-    let f = writer.primary().finish().await.unwrap();
+    let f = writer.finish_primary().await.unwrap();
     assert_eq!(f.outcome, Outcome::Vanished);
     assert_eq!(
         f.header, None,
@@ -756,7 +759,7 @@ impl Store for DownStore {
 #[tokio::test]
 async fn store_down_is_a_503_error_not_a_panic() {
     let manager = SessionManager::new(SessionConfig::server(Arc::new(DownStore), keys(1))).unwrap();
-    let req = manager.start([]);
+    let req = start(&manager, []);
     req.primary().insert("a", &1).await.unwrap();
     let err = req.finish().await.unwrap_err();
     assert_eq!(err.http_status(), 503);
@@ -788,7 +791,7 @@ async fn debug_output_hides_tokens() {
 async fn a_session_handle_is_usable_from_spawned_tasks() {
     fn assert_send<T: Send + Sync + 'static>(_: &T) {}
     let env = server_env();
-    let req = env.manager.start([]);
+    let req = start(&env.manager, []);
     let session: Session = req.primary().clone();
     assert_send(&session);
     tokio::spawn(async move { session.insert("x", &1).await.unwrap() })
@@ -984,9 +987,9 @@ async fn of_several_cookies_with_the_session_name_the_first_live_one_wins() {
     let read = |cookie: String| {
         let manager = env.manager.clone();
         async move {
-            let req = manager.start([("cookie", cookie.as_bytes())]);
+            let req = start(&manager, [("cookie", cookie.as_bytes())]);
             let n = req.primary().get(&COUNTER).await.unwrap();
-            req.primary().finish().await.unwrap();
+            req.finish_primary().await.unwrap();
             n
         }
     };

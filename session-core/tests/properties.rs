@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use session_core::internals::{decode_value, encode_value, open, seal};
+use session_core::internals::{decode_value, encode_value, CookieSeal};
 use session_core::{Codec, CodecError, KeyRing, SealMode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,8 +141,8 @@ proptest! {
     fn seal_then_open_is_the_identity(payload in proptest::collection::vec(any::<u8>(), 0..3000), signed in any::<bool>()) {
         let ring = KeyRing::from_secret(b"test secret number 09, 32 bytes!").unwrap();
         let mode = if signed { SealMode::Signed } else { SealMode::Private };
-        let token = seal(&ring, mode, "sid", 1_800_000_000, &payload);
-        prop_assert_eq!(open(&ring, mode, "sid", 1_800_000_000, &token).unwrap(), payload);
+        let token = CookieSeal { ring: &ring, mode, name: "sid" }.seal(1_800_000_000, &payload);
+        prop_assert_eq!(CookieSeal { ring: &ring, mode, name: "sid" }.open(1_800_000_000, &token).unwrap(), payload);
     }
 
     #[test]
@@ -154,17 +154,19 @@ proptest! {
     ) {
         let ring = KeyRing::from_secret(b"test secret number 09, 32 bytes!").unwrap();
         let mode = if signed { SealMode::Signed } else { SealMode::Private };
-        let token = seal(&ring, mode, "sid", 1_800_000_000, &payload);
+        let token = CookieSeal { ring: &ring, mode, name: "sid" }.seal(1_800_000_000, &payload);
         let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
         let i = position.index(raw.len());
         raw[i] ^= flip;
         let forged = URL_SAFE_NO_PAD.encode(&raw);
-        prop_assert!(open(&ring, mode, "sid", 1_800_000_000, &forged).is_err(), "byte {i} ^ {flip:#x} accepted");
+        let seal = CookieSeal { ring: &ring, mode, name: "sid" };
+        prop_assert!(seal.open(1_800_000_000, &forged).is_err(), "byte {i} ^ {flip:#x} accepted");
     }
 
     #[test]
     fn garbage_tokens_never_open_and_never_panic(token in ".{0,300}") {
         let ring = KeyRing::from_secret(b"test secret number 09, 32 bytes!").unwrap();
-        prop_assert!(open(&ring, SealMode::Private, "sid", 1_800_000_000, &token).is_err());
+        let private = CookieSeal { ring: &ring, mode: SealMode::Private, name: "sid" };
+        prop_assert!(private.open(1_800_000_000, &token).is_err());
     }
 }

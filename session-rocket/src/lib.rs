@@ -17,7 +17,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use session_core::adapter::Finish as _;
 use std::io::Cursor;
 
 use rocket::fairing::{self, Fairing, Info, Kind};
@@ -25,10 +24,10 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::{self, Responder};
 use rocket::{Build, Request, Response, Rocket};
-use session_core::RequestSessions;
+use session_core::adapter::PendingRequest;
 
 session_core::adapter_handles!();
-session_core::adapter_exports!();
+session_core::adapter_exports!(session_backends);
 
 /// The fairing: manages the sessions' configuration and saves them after
 /// each request.
@@ -37,12 +36,12 @@ pub struct SessionFairing {
     manager: SessionManager,
 }
 
-session_core::adapter_setup!(SessionFairing, "fairing");
+session_core::adapter_setup!(SessionFairing, "fairing", session_backends);
 
 /// The request's sessions slot: empty until a guard asks, so requests that
 /// never use a session read no token (Rocket's `local_cache` cannot tell
 /// "absent" from "made now" on its own).
-struct SessionsSlot(std::sync::OnceLock<RequestSessions>);
+struct SessionsSlot(std::sync::OnceLock<PendingRequest>);
 
 fn slot<'r>(req: &'r Request<'_>) -> &'r SessionsSlot {
     req.local_cache(|| SessionsSlot(std::sync::OnceLock::new()))
@@ -51,12 +50,17 @@ fn slot<'r>(req: &'r Request<'_>) -> &'r SessionsSlot {
 /// The request's sessions, made on first use and kept for the request.
 fn request_sessions<'r>(req: &'r Request<'_>) -> Option<&'r RequestSessions> {
     let manager = req.rocket().state::<SessionManager>()?;
-    Some(slot(req).0.get_or_init(|| {
-        // Rocket hands out whole headers by value, but values by name by
-        // reference.
-        let headers = req.headers();
-        manager.start_by_name(|name| headers.get(name).map(str::as_bytes))
-    }))
+    Some(
+        slot(req)
+            .0
+            .get_or_init(|| {
+                // Rocket hands out whole headers by value, but values by name by
+                // reference.
+                let headers = req.headers();
+                manager.start_by_name(|name| headers.get(name).map(str::as_bytes))
+            })
+            .sessions(),
+    )
 }
 
 /// The JSON error response for a session error (with `Retry-After` on a 503).
@@ -89,10 +93,10 @@ impl Fairing for SessionFairing {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         // Only sessions a guard made can have anything to save.
-        let Some(sessions) = slot(req).0.get() else {
+        let Some(request) = slot(req).0.get() else {
             return;
         };
-        match sessions.finish().await {
+        match request.finish().await {
             Ok(headers) => {
                 for header in headers {
                     if header.only_if_absent() && res.headers().contains(header.name()) {

@@ -30,7 +30,7 @@ fn tiers(memcache_limit: usize) -> Tiers {
         memory: Arc::new(MemoryStore::new()),
         memcache: Arc::new(
             MemcacheStore::builder(servers.addrs.clone())
-                .max_item_size(memcache_limit)
+                .max_record_size(memcache_limit)
                 .build()
                 .unwrap(),
         ),
@@ -49,7 +49,7 @@ fn cascade(t: &Tiers, cache_ttl: Duration) -> CascadeStore {
 }
 
 session_backends::store_conformance_tests!(memory_memcache_file, {
-    let t = tiers(session_backends::DEFAULT_MAX_ITEM_SIZE);
+    let t = tiers(session_backends::DEFAULT_MAX_MEMCACHE_RECORD);
     let store = cascade(&t, Duration::from_secs(30));
     session_tests::memcached::WithServers::new(Arc::new(store), t)
 });
@@ -64,7 +64,7 @@ fn later() -> OffsetDateTime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_go_through_every_tier_and_misses_fill_back() {
-    let t = tiers(session_backends::DEFAULT_MAX_ITEM_SIZE);
+    let t = tiers(session_backends::DEFAULT_MAX_MEMCACHE_RECORD);
     let store = cascade(&t, Duration::from_secs(30));
     let k = key();
     store
@@ -135,7 +135,7 @@ async fn a_tier_is_skipped_for_records_over_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_local_tier_serves_stale_data_only_until_its_ttl() {
-    let t = tiers(session_backends::DEFAULT_MAX_ITEM_SIZE);
+    let t = tiers(session_backends::DEFAULT_MAX_MEMCACHE_RECORD);
     // Two processes: each its own memory tier, sharing memcached and files.
     let here = cascade(&t, Duration::from_secs(1));
     let other_memory = Arc::new(MemoryStore::new());
@@ -189,7 +189,7 @@ async fn a_process_local_tier_serves_stale_data_only_until_its_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_behind_writes_the_slowest_tier_after_returning() {
-    let t = tiers(session_backends::DEFAULT_MAX_ITEM_SIZE);
+    let t = tiers(session_backends::DEFAULT_MAX_MEMCACHE_RECORD);
     let store = CascadeStore::builder()
         .tier(t.memcache.clone())
         .tier(t.file.clone())

@@ -112,7 +112,7 @@ async fn oversized_record_is_refused_before_sending_and_the_old_value_stays() {
     let servers = memcached::single();
     // The server's own limit (1 MiB) is above ours: the check must be ours.
     let store = MemcacheStore::builder(servers.addrs.clone())
-        .max_item_size(10_000)
+        .max_record_size(10_000)
         .build()
         .unwrap();
     let k = key("oversized");

@@ -14,6 +14,7 @@
 
 mod conn;
 pub(crate) mod proto;
+mod ring;
 mod server;
 
 use std::fmt;
@@ -26,14 +27,14 @@ use session_core::{
 };
 
 use self::proto::{Code, SetMode};
+use self::ring::HashRing;
 use self::server::{Server, Settings};
-use crate::ring::HashRing;
 
 /// memcached reads a TTL above this many seconds (30 days) as a Unix time.
 pub const MAX_RELATIVE_TTL: i64 = 2_592_000;
 /// Default largest record: memcached's 1 MiB item limit less room for the
 /// key and item header.
-pub const DEFAULT_MAX_ITEM_SIZE: usize = (1 << 20) - 1024;
+pub const DEFAULT_MAX_MEMCACHE_RECORD: usize = (1 << 20) - 1024;
 
 /// The `T` flag value for a deadline: seconds from now, or the absolute
 /// Unix time past 30 days (memcached's rule). Never below 1, so a deadline
@@ -72,7 +73,7 @@ pub struct MemcacheStoreBuilder {
     connect_timeout: Duration,
     op_timeout: Duration,
     prefix: String,
-    max_item_size: usize,
+    max_record_size: usize,
     seal_at_rest: bool,
     credentials: Option<Credentials>,
 }
@@ -104,7 +105,7 @@ impl MemcacheStoreBuilder {
             connect_timeout: Duration::from_millis(500),
             op_timeout: Duration::from_millis(500),
             prefix: "session:".into(),
-            max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            max_record_size: DEFAULT_MAX_MEMCACHE_RECORD,
             seal_at_rest: true,
             credentials: None,
         }
@@ -145,8 +146,8 @@ impl MemcacheStoreBuilder {
     /// Largest record sent; larger ones fail with [`StoreError::TooLarge`]
     /// before anything is sent (memcached would delete the old item on an
     /// oversized set). Default 1 MiB less 1 KiB; match memcached's `-I`.
-    pub fn max_item_size(mut self, size: usize) -> Self {
-        self.max_item_size = size;
+    pub fn max_record_size(mut self, size: usize) -> Self {
+        self.max_record_size = size;
         self
     }
 
@@ -182,7 +183,7 @@ impl MemcacheStoreBuilder {
         for (value, name) in [
             (self.connections, "connections"),
             (self.max_in_flight, "max_in_flight"),
-            (self.max_item_size, "max_item_size"),
+            (self.max_record_size, "max_record_size"),
         ] {
             if value == 0 {
                 return Err(MemcacheConfigError::Zero(name));
@@ -210,7 +211,7 @@ impl MemcacheStoreBuilder {
                 ring: HashRing::new(&self.servers),
                 servers,
                 prefix: self.prefix,
-                max_item_size: self.max_item_size,
+                max_record_size: self.max_record_size,
                 seal_at_rest: self.seal_at_rest,
             }),
         })
@@ -272,7 +273,7 @@ struct Inner {
     servers: Vec<Arc<Server>>,
     ring: HashRing,
     prefix: String,
-    max_item_size: usize,
+    max_record_size: usize,
     seal_at_rest: bool,
 }
 
@@ -352,7 +353,7 @@ impl Store for MemcacheStore {
         expires_at: OffsetDateTime,
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
-        StoreError::check_size(record.len(), self.inner.max_item_size)?;
+        StoreError::check_size(record.len(), self.inner.max_record_size)?;
         let ttl = ttl_for(expires_at, OffsetDateTime::now_utc());
         let mode = match condition {
             SaveCondition::IfAbsent => SetMode::Add,
@@ -398,7 +399,7 @@ impl Store for MemcacheStore {
     }
 
     fn max_record_size(&self) -> Option<usize> {
-        Some(self.inner.max_item_size)
+        Some(self.inner.max_record_size)
     }
 
     fn seals_at_rest(&self) -> bool {

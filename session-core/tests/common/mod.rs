@@ -2,16 +2,16 @@
 //! wrapper around the real memory store, and a one-cookie client jar.
 #![allow(dead_code, unreachable_pub)]
 
-use session_core::adapter::Finish as _;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_backends::MemoryStore;
+use session_core::adapter::{Outcome, PendingRequest};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    KeyRing, Outcome, RequestSessions, SaveCondition, SaveOutcome, SessionConfig, SessionKey,
-    SessionManager, Store, StoreError, StoreKey, StoredRecord,
+    KeyRing, SaveCondition, SaveOutcome, SessionConfig, SessionKey, SessionManager, Store,
+    StoreError, StoreKey, StoredRecord,
 };
 
 pub const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -98,11 +98,11 @@ pub fn server_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -
     let store = Arc::new(CountingStore::default());
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::server(store.clone(), keys(1))
-        .cookie_secure(false)
-        .clock(move || c.now());
+    let config = SessionConfig::server(store.clone(), keys(1)).cookie_secure(false);
     Env {
-        manager: SessionManager::new(configure(config)).unwrap(),
+        manager: SessionManager::new(configure(config))
+            .unwrap()
+            .with_clock(move || c.now()),
         store,
         clock,
     }
@@ -115,14 +115,29 @@ pub fn server_env() -> Env {
 pub fn cookie_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -> Env {
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::cookie(keys(1))
-        .cookie_secure(false)
-        .clock(move || c.now());
+    let config = SessionConfig::cookie(keys(1)).cookie_secure(false);
     Env {
-        manager: SessionManager::new(configure(config)).unwrap(),
+        manager: SessionManager::new(configure(config))
+            .unwrap()
+            .with_clock(move || c.now()),
         store: Arc::new(CountingStore::default()),
         clock,
     }
+}
+
+/// Starts a request carrying `headers` (name, value pairs), as an adapter
+/// does.
+pub fn start<'a>(
+    manager: &SessionManager,
+    headers: impl AsRef<[(&'a str, &'a [u8])]>,
+) -> PendingRequest {
+    let headers = headers.as_ref();
+    manager.start_by_name(|name| {
+        headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| *value)
+    })
 }
 
 /// A cookie jar of one client: the `name=value` of the last Set-Cookie.
@@ -130,10 +145,10 @@ pub fn cookie_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -
 pub struct Jar(pub Option<String>);
 
 impl Jar {
-    pub fn start(&self, manager: &SessionManager) -> RequestSessions {
+    pub fn start(&self, manager: &SessionManager) -> PendingRequest {
         match &self.0 {
-            Some(c) => manager.start([("cookie", c.as_bytes())]),
-            None => manager.start([]),
+            Some(c) => start(manager, [("cookie", c.as_bytes())]),
+            None => start(manager, []),
         }
     }
 
@@ -150,8 +165,8 @@ impl Jar {
     }
 }
 
-pub async fn finish(jar: &mut Jar, req: &RequestSessions) -> session_core::Finished {
-    let finished = req.primary().finish().await.unwrap();
+pub async fn finish(jar: &mut Jar, req: &PendingRequest) -> session_core::adapter::Finished {
+    let finished = req.finish_primary().await.unwrap();
     jar.apply(finished.header.as_ref());
     finished
 }
@@ -164,10 +179,10 @@ pub async fn bump(env: &Env, jar: &mut Jar) -> (u64, Outcome) {
     (n, finish(jar, &req).await.outcome)
 }
 
-pub async fn peek(env: &Env, jar: &mut Jar) -> (Option<u64>, session_core::Finished) {
+pub async fn peek(env: &Env, jar: &mut Jar) -> (Option<u64>, session_core::adapter::Finished) {
     let req = jar.start(&env.manager);
     let n = req.primary().get(&COUNTER).await.unwrap();
-    let finished = req.primary().finish().await.unwrap();
+    let finished = req.finish_primary().await.unwrap();
     jar.apply(finished.header.as_ref());
     (n, finished)
 }
