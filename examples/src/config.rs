@@ -8,7 +8,9 @@ use std::time::Duration;
 use session_backends::{
     CascadeStore, FileStore, MemcacheStore, MemoryStore, PostgresStore, RedisStore,
 };
-use session_core::{KeyRing, SessionConfig, SessionManager, Store};
+use session_core::{
+    CookieAttributes, KeyRing, Lifetime, SessionConfig, SessionManager, Store, Transport,
+};
 
 /// Where the demo keeps sessions (`SESSION_STORE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,10 +369,10 @@ impl DemoConfig {
         };
         let mut config = config
             .name("sid")
-            .idle_timeout(self.idle)
-            .cookie_secure(self.cookie_secure);
+            .lifetime(Lifetime::default().idle_timeout(self.idle))
+            .cookie_attributes(CookieAttributes::default().secure(self.cookie_secure));
         if self.transport == TransportKind::Header {
-            config = config.header_transport(TOKEN_HEADER);
+            config = config.transport(Transport::header(TOKEN_HEADER));
         }
         SessionManager::new(config).map_err(|e| bad("SESSION_STORE", e.to_string()))
     }

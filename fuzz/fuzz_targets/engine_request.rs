@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use session_backends::MemoryStore;
-use session_core::{KeyRing, SessionConfig, SessionManager};
+use session_core::{CookieAttributes, KeyRing, SessionConfig, SessionManager, Transport};
 
 fn managers() -> &'static [SessionManager; 2] {
     static MANAGERS: OnceLock<[SessionManager; 2]> = OnceLock::new();
@@ -17,7 +17,7 @@ fn managers() -> &'static [SessionManager; 2] {
             SessionManager::new(SessionConfig::cookie(keys.clone())).expect("cookie"),
             SessionManager::new(
                 SessionConfig::server(Arc::new(MemoryStore::new()), keys)
-                    .header_transport("x-session-token"),
+                    .transport(Transport::header("x-session-token")),
             )
             .expect("server"),
         ]

@@ -3,8 +3,8 @@
 //! `Secure` here; leave the default on in production).
 use actix_web::{web, App, HttpServer};
 use session_actix::{
-    KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionKey, SessionManager,
-    SessionMiddleware,
+    CookieAttributes, KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionKey,
+    SessionManager, SessionMiddleware,
 };
 
 const VISITS: SessionKey<u64> = SessionKey::new("visits");
@@ -19,7 +19,8 @@ async fn count(session: Session) -> Result<String, SessionError> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In production: KeyRing::from_base64(&std::env::var("SESSION_SECRET")?)?
     let keys = KeyRing::generate()?;
-    let config = SessionConfig::server(MemoryStore::new(), keys).cookie_secure(false);
+    let config = SessionConfig::server(MemoryStore::new(), keys)
+        .cookie_attributes(CookieAttributes::default().secure(false));
     let sessions = SessionMiddleware::new(SessionManager::new(config)?);
     HttpServer::new(move || {
         App::new()

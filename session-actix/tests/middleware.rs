@@ -2,8 +2,8 @@
 
 use actix_web::{test, web, App, HttpRequest, HttpResponse};
 use session_actix::{
-    KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionExt, SessionKey,
-    SessionManager, SessionMiddleware,
+    CookieAttributes, KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionExt,
+    SessionKey, SessionManager, SessionMiddleware, Transport,
 };
 
 const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -22,7 +22,8 @@ async fn through_request(req: HttpRequest) -> HttpResponse {
 
 fn middleware() -> SessionMiddleware {
     let keys = KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap();
-    let config = SessionConfig::server(MemoryStore::new(), keys).cookie_secure(false);
+    let config = SessionConfig::server(MemoryStore::new(), keys)
+        .cookie_attributes(CookieAttributes::default().secure(false));
     SessionMiddleware::new(SessionManager::new(config).unwrap())
 }
 
@@ -80,13 +81,14 @@ async fn a_missing_middleware_is_a_clear_500() {
 async fn header_and_cookie_tokens_are_found() {
     let keys = KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap();
     let manager = SessionManager::new(
-        SessionConfig::server(MemoryStore::new(), keys.clone()).cookie_secure(false),
+        SessionConfig::server(MemoryStore::new(), keys.clone())
+            .cookie_attributes(CookieAttributes::default().secure(false)),
     )
     .unwrap()
     .with_session(
         SessionConfig::server(MemoryStore::new(), keys)
             .name("api")
-            .header_transport("X-Api-Session"),
+            .transport(Transport::header("X-Api-Session")),
     )
     .unwrap();
     async fn both(sessions: session_actix::Sessions) -> Result<String, SessionError> {

@@ -3,8 +3,8 @@
 //! `Secure` here; leave the default on in production).
 use axum::{routing::get, Router};
 use session_axum::{
-    KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionKey, SessionLayer,
-    SessionManager,
+    CookieAttributes, KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionKey,
+    SessionLayer, SessionManager,
 };
 
 const VISITS: SessionKey<u64> = SessionKey::new("visits");
@@ -19,7 +19,8 @@ async fn count(session: Session) -> Result<String, SessionError> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In production: KeyRing::from_base64(&std::env::var("SESSION_SECRET")?)?
     let keys = KeyRing::generate()?;
-    let config = SessionConfig::server(MemoryStore::new(), keys).cookie_secure(false);
+    let config = SessionConfig::server(MemoryStore::new(), keys)
+        .cookie_attributes(CookieAttributes::default().secure(false));
     let app = Router::new()
         .route("/", get(count))
         .layer(SessionLayer::new(SessionManager::new(config)?));

@@ -9,7 +9,9 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use session_axum::{Session, SessionError, SessionLayer, Sessions};
 use session_backends::MemoryStore;
-use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
+use session_core::{
+    CookieAttributes, KeyRing, SessionConfig, SessionKey, SessionManager, Transport,
+};
 use tower::ServiceExt;
 
 const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -30,13 +32,14 @@ async fn named(sessions: Sessions) -> Result<String, SessionError> {
 fn manager() -> SessionManager {
     let keys = KeyRing::from_secret(b"test secret number 05, 32 bytes!").unwrap();
     SessionManager::new(
-        SessionConfig::server(Arc::new(MemoryStore::new()), keys.clone()).cookie_secure(false),
+        SessionConfig::server(Arc::new(MemoryStore::new()), keys.clone())
+            .cookie_attributes(CookieAttributes::default().secure(false)),
     )
     .unwrap()
     .with_session(
         SessionConfig::cookie(keys)
             .name("api")
-            .header_transport("X-Api-Session"),
+            .transport(Transport::header("X-Api-Session")),
     )
     .unwrap()
 }

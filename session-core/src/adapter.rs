@@ -115,10 +115,10 @@ macro_rules! adapter_handles {
 macro_rules! adapter_exports {
     ($stores:ident) => {
         pub use $crate::{
-            async_trait, time, Codec, CodecError, ConfigError, IntoStore, KeyError, KeyRing,
-            RequestSessions, SameSite, SaveCondition, SaveOutcome, SealMode, SessionConfig,
-            SessionKey, SessionManager, Storage, Store, StoreError, StoreKey, StoredRecord,
-            Transport, Version,
+            async_trait, time, Codec, CodecError, ConfigError, CookieAttributes, IntoStore,
+            KeyError, KeyRing, Lifetime, RequestSessions, SameSite, SaveCondition, SaveOutcome,
+            SealMode, SessionConfig, SessionKey, SessionManager, Storage, Store, StoreError,
+            StoreKey, StoredRecord, Transport, Version,
         };
 
         /// The stores this crate's features turn on.

@@ -64,20 +64,216 @@ pub enum SameSite {
     None,
 }
 
-/// Configuration of one session.
-///
-/// Built from a storage choice and a [`KeyRing`], then refined with
-/// `#[must_use]` setters:
+impl Transport {
+    /// The token in the request and response header `name` (for clients
+    /// that keep no cookies), e.g. `Transport::header("x-session-token")`.
+    pub fn header(name: impl Into<String>) -> Self {
+        Transport::Header(name.into())
+    }
+}
+
+/// How long a session lasts, the way browsers and users see it: a
+/// browser-session lifetime that ends after [`idle_timeout`](Self::idle_timeout)
+/// without a request, or a persistent ("remember me") one that lasts
+/// [`persistent_max_age`](Self::persistent_max_age) (switched per session
+/// with [`Session::set_persistent`](crate::Session::set_persistent)); an
+/// optional absolute timeout whatever the activity; and rolling expiry.
 ///
 /// ```
 /// use std::time::Duration;
-/// use session_core::{KeyRing, SessionConfig};
+/// use session_core::Lifetime;
+///
+/// let lifetime = Lifetime::default()
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .absolute_timeout(Some(Duration::from_secs(12 * 3600)))
+///     .persistent_by_default(true);
+/// # drop(lifetime);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Lifetime {
+    idle_timeout: Duration,
+    persistent_max_age: Duration,
+    absolute_timeout: Option<Duration>,
+    rolling: bool,
+    refresh_interval: Option<Duration>,
+    persistent_by_default: bool,
+}
+
+impl Default for Lifetime {
+    /// Browser-session sessions that end after 30 minutes idle; persistent
+    /// ones after 30 days idle; no absolute timeout; rolling expiry
+    /// refreshed after a thirtieth of the timeout.
+    fn default() -> Self {
+        Lifetime {
+            idle_timeout: Duration::from_secs(30 * 60),
+            persistent_max_age: Duration::from_secs(30 * 24 * 3600),
+            absolute_timeout: None,
+            rolling: true,
+            refresh_interval: None,
+            persistent_by_default: false,
+        }
+    }
+}
+
+impl Lifetime {
+    /// Browser-session sessions end after this long without a request.
+    /// Default 30 minutes.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Persistent ("remember me") sessions end after this long without a
+    /// request; also the cookie's `Max-Age`. Default 30 days.
+    pub fn persistent_max_age(mut self, max_age: Duration) -> Self {
+        self.persistent_max_age = max_age;
+        self
+    }
+
+    /// Every session ends this long after it was created (or renewed),
+    /// whatever its activity. Default none.
+    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.absolute_timeout = timeout;
+        self
+    }
+
+    /// Rolling expiry (default on): each request pushes the idle deadline
+    /// back, by touching the store (not rewriting it) or re-sealing the
+    /// cookie. Off: a session's deadline is its timeout after it was
+    /// created (or renewed), however it is used.
+    pub fn rolling(mut self, rolling: bool) -> Self {
+        self.rolling = rolling;
+        self
+    }
+
+    /// How far the deadline must move before a read-only request refreshes
+    /// it; bounds the touches and `Set-Cookie`s of rolling expiry. Default
+    /// one thirtieth of the timeout (one minute for 30 minutes).
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// Whether new sessions start persistent. Default false.
+    pub fn persistent_by_default(mut self, persistent: bool) -> Self {
+        self.persistent_by_default = persistent;
+        self
+    }
+}
+
+/// The session cookie's attributes. Secure by default: `Path=/`,
+/// host-only (no `Domain`), `Secure`, `HttpOnly`, `SameSite=Lax`.
+///
+/// ```
+/// use session_core::{CookieAttributes, SameSite};
+///
+/// // Plain-HTTP development only: production keeps `Secure`.
+/// let attributes = CookieAttributes::default()
+///     .secure(false)
+///     .same_site(SameSite::Strict);
+/// # drop(attributes);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct CookieAttributes {
+    path: String,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+}
+
+impl Default for CookieAttributes {
+    fn default() -> Self {
+        CookieAttributes {
+            path: "/".to_owned(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+        }
+    }
+}
+
+impl CookieAttributes {
+    /// `Path`. Default `/`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// `Domain`. Default none (host-only).
+    pub fn domain(mut self, domain: Option<String>) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    /// `Secure`. Default true; turn off only for plain-HTTP development.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// `HttpOnly`. Default true.
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// `SameSite`. Default `Lax`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    pub(crate) fn path_value(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn domain_value(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    pub(crate) fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    pub(crate) fn is_http_only(&self) -> bool {
+        self.http_only
+    }
+
+    pub(crate) fn same_site_value(&self) -> SameSite {
+        self.same_site
+    }
+}
+
+/// Configuration of one session: a plain value, built once and handed to
+/// [`SessionManager::new`](crate::SessionManager::new) (or
+/// [`with_session`](crate::SessionManager::with_session)).
+///
+/// Start from where sessions live, [`cookie`](Self::cookie) (sealed in the
+/// cookie) or [`server`](Self::server) (a store), with a [`KeyRing`]; then
+/// refine, in the groups users think in:
+///
+/// - what the session is called and how its token travels:
+///   [`name`](Self::name), [`transport`](Self::transport);
+/// - how long it lasts: [`lifetime`](Self::lifetime) ([`Lifetime`]:
+///   browser-session or persistent, idle, absolute, rolling);
+/// - the cookie: [`cookie_attributes`](Self::cookie_attributes)
+///   ([`CookieAttributes`]);
+/// - how it is protected and encoded: [`seal_mode`](Self::seal_mode),
+///   [`codec`](Self::codec).
+///
+/// ```
+/// use std::time::Duration;
+/// use session_core::{CookieAttributes, KeyRing, Lifetime, SessionConfig};
 ///
 /// let keys = KeyRing::generate().unwrap();
 /// let config = SessionConfig::cookie(keys)
 ///     .name("sid")
-///     .idle_timeout(Duration::from_secs(1800))
-///     .cookie_secure(false);
+///     .lifetime(Lifetime::default().idle_timeout(Duration::from_secs(1800)))
+///     .cookie_attributes(CookieAttributes::default().secure(false));
 /// # let manager = session_core::SessionManager::new(config).unwrap();
 /// # assert_eq!(manager.names().collect::<Vec<_>>(), ["sid"]);
 /// ```
@@ -89,17 +285,8 @@ pub struct SessionConfig {
     pub(crate) keys: KeyRing,
     pub(crate) seal_mode: SealMode,
     pub(crate) codec: Codec,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) persistent_max_age: Duration,
-    pub(crate) absolute_timeout: Option<Duration>,
-    pub(crate) rolling: bool,
-    pub(crate) refresh_interval: Option<Duration>,
-    pub(crate) persistent_by_default: bool,
-    pub(crate) cookie_path: String,
-    pub(crate) cookie_domain: Option<String>,
-    pub(crate) cookie_secure: bool,
-    pub(crate) cookie_http_only: bool,
-    pub(crate) same_site: SameSite,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) cookie: CookieAttributes,
     pub(crate) max_header_len: usize,
 }
 
@@ -121,17 +308,8 @@ impl SessionConfig {
             keys,
             seal_mode: SealMode::Private,
             codec: Codec::Cbor,
-            idle_timeout: Duration::from_secs(30 * 60),
-            persistent_max_age: Duration::from_secs(30 * 24 * 3600),
-            absolute_timeout: None,
-            rolling: true,
-            refresh_interval: None,
-            persistent_by_default: false,
-            cookie_path: "/".to_owned(),
-            cookie_domain: None,
-            cookie_secure: true,
-            cookie_http_only: true,
-            same_site: SameSite::Lax,
+            lifetime: Lifetime::default(),
+            cookie: CookieAttributes::default(),
             max_header_len: BROWSER_COOKIE_LIMIT,
         }
     }
@@ -168,17 +346,12 @@ impl SessionConfig {
         self
     }
 
-    /// Carry the token in this header instead of a cookie.
+    /// How the token travels: in a cookie named after the session (the
+    /// default), or in a header for clients that keep no cookies
+    /// ([`Transport::header`]).
     #[must_use]
-    pub fn header_transport(mut self, header: impl Into<String>) -> Self {
-        self.transport = Transport::Header(header.into());
-        self
-    }
-
-    /// Carry the token in a cookie (the default).
-    #[must_use]
-    pub fn cookie_transport(mut self) -> Self {
-        self.transport = Transport::Cookie;
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -197,92 +370,26 @@ impl SessionConfig {
         self
     }
 
-    /// Browser-session sessions end after this long without a request.
-    /// Default 30 minutes.
+    /// How long sessions last: idle and absolute timeouts, persistent
+    /// ("remember me") lifetime, rolling expiry. Default
+    /// [`Lifetime::default`].
     #[must_use]
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
         self
     }
 
-    /// Persistent ("remember me") sessions end after this long without a
-    /// request; also the cookie's `Max-Age`. Default 30 days.
+    /// The session cookie's attributes (with the cookie transport). Default
+    /// [`CookieAttributes::default`]: `Path=/`, host-only, `Secure`,
+    /// `HttpOnly`, `SameSite=Lax`.
     #[must_use]
-    pub fn persistent_max_age(mut self, max_age: Duration) -> Self {
-        self.persistent_max_age = max_age;
+    pub fn cookie_attributes(mut self, attributes: CookieAttributes) -> Self {
+        self.cookie = attributes;
         self
     }
 
-    /// Every session ends this long after it was created (or renewed),
-    /// whatever its activity. Default none.
-    #[must_use]
-    pub fn absolute_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.absolute_timeout = timeout;
-        self
-    }
-
-    /// Rolling expiry (default on): each request pushes the idle deadline
-    /// back, by touching the store (not rewriting it) or re-sealing the
-    /// cookie. Off: a session expires its timeout after its last save.
-    #[must_use]
-    pub fn rolling(mut self, rolling: bool) -> Self {
-        self.rolling = rolling;
-        self
-    }
-
-    /// How far the deadline must move before a read-only request refreshes
-    /// it; bounds the touches and `Set-Cookie`s of rolling expiry. Default
-    /// one thirtieth of the timeout (one minute for 30 minutes).
-    #[must_use]
-    pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = Some(interval);
-        self
-    }
-
-    /// Whether new sessions start persistent. Default false.
-    #[must_use]
-    pub fn persistent_by_default(mut self, persistent: bool) -> Self {
-        self.persistent_by_default = persistent;
-        self
-    }
-
-    /// Cookie `Path`. Default `/`.
-    #[must_use]
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.cookie_path = path.into();
-        self
-    }
-
-    /// Cookie `Domain`. Default none (host-only).
-    #[must_use]
-    pub fn cookie_domain(mut self, domain: Option<String>) -> Self {
-        self.cookie_domain = domain;
-        self
-    }
-
-    /// Cookie `Secure`. Default true; turn off only for plain-HTTP development.
-    #[must_use]
-    pub fn cookie_secure(mut self, secure: bool) -> Self {
-        self.cookie_secure = secure;
-        self
-    }
-
-    /// Cookie `HttpOnly`. Default true.
-    #[must_use]
-    pub fn cookie_http_only(mut self, http_only: bool) -> Self {
-        self.cookie_http_only = http_only;
-        self
-    }
-
-    /// Cookie `SameSite`. Default `Lax`.
-    #[must_use]
-    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
-        self.same_site = same_site;
-        self
-    }
-
-    /// The transport.
-    pub fn transport(&self) -> &Transport {
+    /// How the token travels.
+    pub fn token_transport(&self) -> &Transport {
         &self.transport
     }
 
@@ -315,13 +422,14 @@ impl SessionConfig {
             self.validate_cookie()?;
         }
         let valid = |d: Duration| d >= Duration::from_secs(1) && d.as_secs() < 100 * 365 * 86_400;
-        if !valid(self.idle_timeout) {
+        let lifetime = &self.lifetime;
+        if !valid(lifetime.idle_timeout) {
             return Err(ConfigError::InvalidDuration("idle_timeout"));
         }
-        if !valid(self.persistent_max_age) {
+        if !valid(lifetime.persistent_max_age) {
             return Err(ConfigError::InvalidDuration("persistent_max_age"));
         }
-        if self.absolute_timeout.is_some_and(|d| !valid(d)) {
+        if lifetime.absolute_timeout.is_some_and(|d| !valid(d)) {
             return Err(ConfigError::InvalidDuration("absolute_timeout"));
         }
         Ok(())
@@ -331,17 +439,18 @@ impl SessionConfig {
     /// what would split or end the `Set-Cookie` header early.
     fn validate_cookie(&self) -> Result<(), ConfigError> {
         let bad = ConfigError::InvalidCookie;
+        let cookie = &self.cookie;
         let clean = |v: &str| {
             !v.bytes()
                 .any(|b| b == b';' || b.is_ascii_control() || b.is_ascii_whitespace())
         };
-        if !self.cookie_path.starts_with('/') || !clean(&self.cookie_path) {
+        if !cookie.path.starts_with('/') || !clean(&cookie.path) {
             return Err(bad(
                 "the path must start with `/` and hold no `;`, space or control character",
             ));
         }
-        if self
-            .cookie_domain
+        if cookie
+            .domain
             .as_deref()
             .is_some_and(|d| d.is_empty() || !clean(d))
         {
@@ -356,20 +465,20 @@ impl SessionConfig {
                 .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
         };
         if prefixed("__Host-") {
-            if !self.cookie_secure {
+            if !cookie.secure {
                 return Err(bad("a `__Host-` cookie must be Secure"));
             }
-            if self.cookie_domain.is_some() {
+            if cookie.domain.is_some() {
                 return Err(bad("a `__Host-` cookie must not set a Domain"));
             }
-            if self.cookie_path != "/" {
+            if cookie.path != "/" {
                 return Err(bad("a `__Host-` cookie must have Path=/"));
             }
         }
-        if prefixed("__Secure-") && !self.cookie_secure {
+        if prefixed("__Secure-") && !cookie.secure {
             return Err(bad("a `__Secure-` cookie must be Secure"));
         }
-        if self.same_site == SameSite::None && !self.cookie_secure {
+        if cookie.same_site == SameSite::None && !cookie.secure {
             return Err(bad("SameSite=None requires Secure"));
         }
         Ok(())
@@ -378,24 +487,38 @@ impl SessionConfig {
     /// The idle window of a session with this persistence.
     pub(crate) fn window(&self, persistent: bool) -> Duration {
         if persistent {
-            self.persistent_max_age
+            self.lifetime.persistent_max_age
         } else {
-            self.idle_timeout
+            self.lifetime.idle_timeout
         }
     }
 
     pub(crate) fn refresh_interval_for(&self, persistent: bool) -> Duration {
-        self.refresh_interval
+        self.lifetime
+            .refresh_interval
             .unwrap_or_else(|| self.window(persistent) / 30)
+    }
+
+    /// Whether rolling expiry is on.
+    pub(crate) fn rolling(&self) -> bool {
+        self.lifetime.rolling
+    }
+
+    pub(crate) fn persistent_by_default(&self) -> bool {
+        self.lifetime.persistent_by_default
+    }
+
+    pub(crate) fn absolute_timeout(&self) -> Option<Duration> {
+        self.lifetime.absolute_timeout
     }
 
     /// When `record` should expire if saved or touched `now`.
     pub(crate) fn deadline(&self, record: &Record, now: OffsetDateTime) -> OffsetDateTime {
         let window = self.window(record.persistent);
         let created = OffsetDateTime::from_unix_timestamp(record.created_at).unwrap_or(now);
-        let base = if self.rolling { now } else { created };
+        let base = if self.lifetime.rolling { now } else { created };
         let mut deadline = base + window;
-        if let Some(absolute) = self.absolute_timeout {
+        if let Some(absolute) = self.lifetime.absolute_timeout {
             deadline = deadline.min(created + absolute);
         }
         deadline
@@ -403,7 +526,8 @@ impl SessionConfig {
 
     /// Whether `record` is past its absolute timeout.
     pub(crate) fn absolute_expired(&self, record: &Record, now: i64) -> bool {
-        self.absolute_timeout
+        self.lifetime
+            .absolute_timeout
             .is_some_and(|t| now >= record.created_at.saturating_add(t.as_secs() as i64))
     }
 }
@@ -417,11 +541,8 @@ impl fmt::Debug for SessionConfig {
             .field("keys", &self.keys)
             .field("seal_mode", &self.seal_mode)
             .field("codec", &self.codec)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("persistent_max_age", &self.persistent_max_age)
-            .field("absolute_timeout", &self.absolute_timeout)
-            .field("rolling", &self.rolling)
-            .field("cookie_secure", &self.cookie_secure)
+            .field("lifetime", &self.lifetime)
+            .field("cookie", &self.cookie)
             .finish_non_exhaustive()
     }
 }
@@ -440,12 +561,24 @@ mod tests {
         assert!(cfg().name("").validate().is_err());
         assert!(cfg().name("a b").validate().is_err());
         assert!(cfg().name("a;b").validate().is_err());
-        assert!(cfg().header_transport("X-Session-Token").validate().is_ok());
-        assert!(cfg().header_transport("Cookie").validate().is_err());
-        assert!(cfg().header_transport("X Bad").validate().is_err());
-        assert!(cfg().idle_timeout(Duration::ZERO).validate().is_err());
         assert!(cfg()
-            .absolute_timeout(Some(Duration::from_millis(5)))
+            .transport(Transport::header("X-Session-Token"))
+            .validate()
+            .is_ok());
+        assert!(cfg()
+            .transport(Transport::header("Cookie"))
+            .validate()
+            .is_err());
+        assert!(cfg()
+            .transport(Transport::header("X Bad"))
+            .validate()
+            .is_err());
+        assert!(cfg()
+            .lifetime(Lifetime::default().idle_timeout(Duration::ZERO))
+            .validate()
+            .is_err());
+        assert!(cfg()
+            .lifetime(Lifetime::default().absolute_timeout(Some(Duration::from_millis(5))))
             .validate()
             .is_err());
     }
@@ -461,43 +594,75 @@ mod tests {
         assert!(base().name("__Host-sid").validate().is_ok());
         assert!(base()
             .name("__Secure-sid")
-            .cookie_domain(Some("example.com".into()))
+            .cookie_attributes(CookieAttributes::default().domain(Some("example.com".into())))
             .validate()
             .is_ok());
-        assert!(refused(base().name("__Host-sid").cookie_secure(false)).contains("Secure"));
+        assert!(refused(
+            base()
+                .name("__Host-sid")
+                .cookie_attributes(CookieAttributes::default().secure(false))
+        )
+        .contains("Secure"));
         assert!(refused(
             base()
                 .name("__host-sid")
-                .cookie_domain(Some("example.com".into()))
+                .cookie_attributes(CookieAttributes::default().domain(Some("example.com".into())))
         )
         .contains("Domain"));
-        assert!(refused(base().name("__Host-sid").cookie_path("/app")).contains("Path=/"));
-        assert!(refused(base().name("__SECURE-sid").cookie_secure(false)).contains("Secure"));
-        assert!(
-            refused(base().cookie_same_site(SameSite::None).cookie_secure(false))
-                .contains("SameSite=None")
-        );
-        assert!(base().cookie_same_site(SameSite::None).validate().is_ok());
+        assert!(refused(
+            base()
+                .name("__Host-sid")
+                .cookie_attributes(CookieAttributes::default().path("/app"))
+        )
+        .contains("Path=/"));
+        assert!(refused(
+            base()
+                .name("__SECURE-sid")
+                .cookie_attributes(CookieAttributes::default().secure(false))
+        )
+        .contains("Secure"));
+        assert!(refused(
+            base().cookie_attributes(
+                CookieAttributes::default()
+                    .same_site(SameSite::None)
+                    .secure(false)
+            )
+        )
+        .contains("SameSite=None"));
+        assert!(base()
+            .cookie_attributes(CookieAttributes::default().same_site(SameSite::None))
+            .validate()
+            .is_ok());
         for path in ["/a;b", "/a\r\nSet-Cookie: x=1", "/a b", "relative", ""] {
             assert!(
-                refused(base().cookie_path(path)).contains("path"),
+                refused(base().cookie_attributes(CookieAttributes::default().path(path)))
+                    .contains("path"),
                 "{path:?}"
             );
         }
         for domain in ["a.com; Secure", "a.com\n", "", "a .com"] {
             assert!(
-                refused(base().cookie_domain(Some(domain.into()))).contains("domain"),
+                refused(
+                    base()
+                        .cookie_attributes(CookieAttributes::default().domain(Some(domain.into())))
+                )
+                .contains("domain"),
                 "{domain:?}"
             );
         }
         // Header transport has no cookie to check.
         assert!(base()
-            .header_transport("x-token")
-            .cookie_path("")
+            .transport(Transport::header("x-token"))
+            .cookie_attributes(CookieAttributes::default().path(""))
             .validate()
             .is_ok());
         // The manager refuses them at build time.
-        assert!(crate::SessionManager::new(base().name("__Host-sid").cookie_path("/x")).is_err());
+        assert!(crate::SessionManager::new(
+            base()
+                .name("__Host-sid")
+                .cookie_attributes(CookieAttributes::default().path("/x"))
+        )
+        .is_err());
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub fn read_tokens<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -
             Arc::new(
                 crate::SessionConfig::cookie(keys)
                     .name("api")
-                    .header_transport("x-session-token"),
+                    .transport(crate::Transport::header("x-session-token")),
             ),
         ]
     });

@@ -70,7 +70,9 @@ mod store;
 mod transport;
 
 pub use codec::Codec;
-pub use config::{SameSite, SessionConfig, Storage, Transport, BROWSER_COOKIE_LIMIT};
+pub use config::{
+    CookieAttributes, Lifetime, SameSite, SessionConfig, Storage, Transport, BROWSER_COOKIE_LIMIT,
+};
 pub use error::{CodecError, ConfigError, KeyError, SessionError, StoreError};
 pub use id::StoreKey;
 pub use keys::{KeyRing, MIN_SECRET_LEN};

@@ -76,7 +76,7 @@ impl Engine {
         } else {
             ctx.span.record("load", "new");
         }
-        Ok(Loaded::fresh(now_s, config.persistent_by_default))
+        Ok(Loaded::fresh(now_s, config.persistent_by_default()))
     }
 
     /// Finds the session an opened token names; `None` when it is gone.

@@ -92,12 +92,12 @@ impl SessionManager {
     /// they can pass [`start`](Self::start) just these.
     ///
     /// ```
-    /// use session_core::{KeyRing, SessionConfig, SessionManager};
+    /// use session_core::{KeyRing, SessionConfig, SessionManager, Transport};
     ///
     /// let keys = KeyRing::generate().unwrap();
     /// let manager = SessionManager::new(SessionConfig::cookie(keys.clone()))?
     ///     .with_session(SessionConfig::cookie(keys.clone()).name("prefs"))?
-    ///     .with_session(SessionConfig::cookie(keys).name("api").header_transport("X-Api-Session"))?;
+    ///     .with_session(SessionConfig::cookie(keys).name("api").transport(Transport::header("X-Api-Session")))?;
     /// assert_eq!(manager.token_headers().collect::<Vec<_>>(), ["cookie", "X-Api-Session"]);
     /// # Ok::<(), session_core::ConfigError>(())
     /// ```

@@ -168,7 +168,7 @@ impl Engine {
             Action::Renew => Outcome::Renew,
             Action::Purge => Outcome::Purge,
             Action::Keep if is_new || changed || !primary => Outcome::Save,
-            Action::Keep if config.rolling && now_s - issued_at >= refresh => Outcome::Touch,
+            Action::Keep if config.rolling() && now_s - issued_at >= refresh => Outcome::Touch,
             Action::Keep => return Ok(Finished::new(Outcome::Nothing, None)),
         };
         if action == Action::Renew {
@@ -339,7 +339,7 @@ impl Saving<'_> {
         let config = &self.engine.config;
         let deadline = self.deadline(record);
         let refresh = config.refresh_interval_for(record.persistent);
-        let due = config.rolling
+        let due = config.rolling()
             && origin
                 .store_expires
                 .is_none_or(|e| (deadline - e).unsigned_abs() >= refresh);
@@ -427,7 +427,7 @@ impl Saving<'_> {
         let config = &self.engine.config;
         // The idle deadline moves with every touch, so the token carries the
         // absolute one; the store enforces the idle one.
-        let expires = match config.absolute_timeout {
+        let expires = match config.absolute_timeout() {
             Some(t) => record.created_at.saturating_add(t.as_secs() as i64),
             None => NO_EXPIRY,
         };

@@ -539,7 +539,7 @@ impl Session {
     pub async fn purge(&self) -> Result<(), SessionError> {
         let now = self.inner.engine.now().unix_timestamp();
         self.with_state(|state, config| {
-            state.purge(now, config.persistent_by_default);
+            state.purge(now, config.persistent_by_default());
             Ok(())
         })
         .await

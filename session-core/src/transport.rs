@@ -132,13 +132,14 @@ impl ResponseHeader {
 
 fn set_cookie(config: &SessionConfig, value: &str, max_age: Option<time::Duration>) -> String {
     let mut cookie = cookie::Cookie::new(config.name.as_str(), value);
-    cookie.set_path(config.cookie_path.as_str());
-    if let Some(domain) = &config.cookie_domain {
-        cookie.set_domain(domain.as_str());
+    let attributes = &config.cookie;
+    cookie.set_path(attributes.path_value());
+    if let Some(domain) = attributes.domain_value() {
+        cookie.set_domain(domain);
     }
-    cookie.set_http_only(config.cookie_http_only);
-    cookie.set_secure(config.cookie_secure);
-    cookie.set_same_site(match config.same_site {
+    cookie.set_http_only(attributes.is_http_only());
+    cookie.set_secure(attributes.is_secure());
+    cookie.set_same_site(match attributes.same_site_value() {
         SameSite::Strict => cookie::SameSite::Strict,
         SameSite::Lax => cookie::SameSite::Lax,
         SameSite::None => cookie::SameSite::None,
@@ -219,7 +220,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::KeyRing;
+    use crate::{CookieAttributes, KeyRing};
 
     fn config() -> SessionConfig {
         SessionConfig::cookie(KeyRing::from_secret(&crate::keys::test_secret(1)).unwrap())
@@ -231,8 +232,13 @@ mod tests {
         let h = ResponseHeader::token(&c, "tok", false, time::Duration::HOUR).unwrap();
         assert_eq!(h.name(), "set-cookie");
         assert_eq!(h.value(), "sid=tok; HttpOnly; SameSite=Lax; Secure; Path=/");
-        let h = ResponseHeader::token(&c.cookie_secure(false), "tok", true, time::Duration::HOUR)
-            .unwrap();
+        let h = ResponseHeader::token(
+            &c.cookie_attributes(CookieAttributes::default().secure(false)),
+            "tok",
+            true,
+            time::Duration::HOUR,
+        )
+        .unwrap();
         assert_eq!(
             h.value(),
             "sid=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=3600"
@@ -241,7 +247,9 @@ mod tests {
 
     #[test]
     fn removal_cookie_expires_now() {
-        let h = ResponseHeader::removal(&config().cookie_secure(false));
+        let h = ResponseHeader::removal(
+            &config().cookie_attributes(CookieAttributes::default().secure(false)),
+        );
         assert!(h.value().starts_with("sid=; "), "{}", h.value());
         assert!(h.value().contains("Max-Age=0"));
         assert!(h.value().contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
@@ -261,7 +269,11 @@ mod tests {
     fn reads_cookies_and_headers() {
         let configs = vec![
             Arc::new(config()),
-            Arc::new(config().name("api").header_transport("X-Session-Token")),
+            Arc::new(
+                config()
+                    .name("api")
+                    .transport(Transport::header("X-Session-Token")),
+            ),
         ];
         let headers: Vec<(&str, &[u8])> = vec![
             ("Cookie", b"a=1; sid=first; b=2".as_slice()),

@@ -12,8 +12,9 @@ use session_backends::MemoryStore;
 use session_core::adapter::Outcome;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Codec, SaveCondition, SaveOutcome, SealMode, Session, SessionConfig, SessionError,
-    SessionManager, Store, StoreError, StoreKey, StoredRecord,
+    Codec, CookieAttributes, Lifetime, SaveCondition, SaveOutcome, SealMode, Session,
+    SessionConfig, SessionError, SessionManager, Store, StoreError, StoreKey, StoredRecord,
+    Transport,
 };
 use std::sync::atomic::Ordering;
 
@@ -123,8 +124,11 @@ async fn bad_tokens_give_a_fresh_session_and_a_removal_cookie() {
 #[tokio::test]
 async fn idle_timeout_ends_sessions_and_rolling_touch_extends_them() {
     let env = server_env_with(|c| {
-        c.idle_timeout(Duration::from_secs(600))
-            .refresh_interval(Duration::from_secs(60))
+        c.lifetime(
+            Lifetime::default()
+                .idle_timeout(Duration::from_secs(600))
+                .refresh_interval(Duration::from_secs(60)),
+        )
     });
     let mut jar = Jar::default();
     bump(&env, &mut jar).await;
@@ -143,9 +147,12 @@ async fn idle_timeout_ends_sessions_and_rolling_touch_extends_them() {
 #[tokio::test]
 async fn idle_and_absolute_timeouts_on_cookie_sessions_are_enforced_by_the_server() {
     let env = cookie_env_with(|c| {
-        c.idle_timeout(Duration::from_secs(600))
-            .refresh_interval(Duration::from_secs(60))
-            .absolute_timeout(Some(Duration::from_secs(1000)))
+        c.lifetime(
+            Lifetime::default()
+                .idle_timeout(Duration::from_secs(600))
+                .refresh_interval(Duration::from_secs(60))
+                .absolute_timeout(Some(Duration::from_secs(1000))),
+        )
     });
     let mut jar = Jar::default();
     bump(&env, &mut jar).await;
@@ -167,7 +174,9 @@ async fn idle_and_absolute_timeouts_on_cookie_sessions_are_enforced_by_the_serve
 
 #[tokio::test]
 async fn absolute_timeout_on_server_sessions() {
-    let env = server_env_with(|c| c.absolute_timeout(Some(Duration::from_secs(100))));
+    let env = server_env_with(|c| {
+        c.lifetime(Lifetime::default().absolute_timeout(Some(Duration::from_secs(100))))
+    });
     let mut jar = Jar::default();
     bump(&env, &mut jar).await;
     env.clock.advance(50);
@@ -264,7 +273,7 @@ async fn persistence_switch_sets_and_clears_max_age() {
 
 #[tokio::test]
 async fn persistent_server_session_touch_refreshes_max_age() {
-    let env = server_env_with(|c| c.persistent_by_default(true));
+    let env = server_env_with(|c| c.lifetime(Lifetime::default().persistent_by_default(true)));
     let mut jar = Jar::default();
     bump(&env, &mut jar).await;
     env.clock.advance(2 * 86_400);
@@ -528,7 +537,7 @@ async fn duplicate_session_names_refused() {
 
 #[tokio::test]
 async fn header_transport() {
-    let env = server_env_with(|c| c.header_transport("X-Session-Token"));
+    let env = server_env_with(|c| c.transport(Transport::header("X-Session-Token")));
     let req = start(&env.manager, []);
     req.primary().insert(&COUNTER, &5).await.unwrap();
     let f = req.finish_primary().await.unwrap();
@@ -1071,9 +1080,11 @@ impl Store for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_saves_of_one_session_are_combined_into_one_write() {
     let store = Arc::new(Slow::saves(20));
-    let manager =
-        SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
-            .unwrap();
+    let manager = SessionManager::new(
+        SessionConfig::server(store.clone(), keys(1))
+            .cookie_attributes(CookieAttributes::default().secure(false)),
+    )
+    .unwrap();
     let mut jar = Jar::default();
     {
         let req = jar.start(&manager);
@@ -1113,9 +1124,11 @@ async fn queued_saves_of_one_session_are_combined_into_one_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_under_way_is_shared_and_waited_for() {
     let store = Arc::new(Slow::loads(50));
-    let manager =
-        SessionManager::new(SessionConfig::server(store.clone(), keys(1)).cookie_secure(false))
-            .unwrap();
+    let manager = SessionManager::new(
+        SessionConfig::server(store.clone(), keys(1))
+            .cookie_attributes(CookieAttributes::default().secure(false)),
+    )
+    .unwrap();
     let mut jar = Jar::default();
     {
         let req = jar.start(&manager);

@@ -154,7 +154,8 @@ fn a_cascade_reports_each_tier_operation_inside_its_own() {
             .build()
             .unwrap();
         let manager = session_core::SessionManager::new(
-            session_core::SessionConfig::server(tiers, keys(1)).cookie_secure(false),
+            session_core::SessionConfig::server(tiers, keys(1))
+                .cookie_attributes(session_core::CookieAttributes::default().secure(false)),
         )
         .unwrap();
         let mut jar = Jar::default();

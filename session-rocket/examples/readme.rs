@@ -3,8 +3,8 @@
 //! `Secure` here; leave the default on in production).
 use rocket::{get, routes};
 use session_rocket::{
-    KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionFairing, SessionKey,
-    SessionManager,
+    CookieAttributes, KeyRing, MemoryStore, Session, SessionConfig, SessionError, SessionFairing,
+    SessionKey, SessionManager,
 };
 
 const VISITS: SessionKey<u64> = SessionKey::new("visits");
@@ -20,7 +20,8 @@ async fn count(session: Session) -> Result<String, SessionError> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // In production: KeyRing::from_base64(&std::env::var("SESSION_SECRET")?)?
     let keys = KeyRing::generate()?;
-    let config = SessionConfig::server(MemoryStore::new(), keys).cookie_secure(false);
+    let config = SessionConfig::server(MemoryStore::new(), keys)
+        .cookie_attributes(CookieAttributes::default().secure(false));
     let _ = rocket::build()
         .attach(SessionFairing::new(SessionManager::new(config)?))
         .mount("/", routes![count])

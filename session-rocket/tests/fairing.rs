@@ -6,7 +6,7 @@ use rocket::http::{Header, Status};
 use rocket::local::asynchronous::Client;
 use rocket::{get, routes};
 use session_backends::MemoryStore;
-use session_core::{KeyRing, SessionConfig, SessionKey, SessionManager};
+use session_core::{CookieAttributes, KeyRing, SessionConfig, SessionKey, SessionManager};
 use session_rocket::{Session, SessionError, SessionFairing};
 
 const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -23,7 +23,7 @@ fn manager() -> SessionManager {
         Arc::new(MemoryStore::new()),
         KeyRing::from_secret(b"test secret number 03, 32 bytes!").unwrap(),
     )
-    .cookie_secure(false);
+    .cookie_attributes(CookieAttributes::default().secure(false));
     SessionManager::new(config).unwrap()
 }
 

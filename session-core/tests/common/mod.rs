@@ -10,8 +10,8 @@ use session_backends::MemoryStore;
 use session_core::adapter::{Outcome, PendingRequest};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    KeyRing, SaveCondition, SaveOutcome, SessionConfig, SessionKey, SessionManager, Store,
-    StoreError, StoreKey, StoredRecord,
+    CookieAttributes, KeyRing, SaveCondition, SaveOutcome, SessionConfig, SessionKey,
+    SessionManager, Store, StoreError, StoreKey, StoredRecord,
 };
 
 pub const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -98,7 +98,8 @@ pub fn server_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -
     let store = Arc::new(CountingStore::default());
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::server(store.clone(), keys(1)).cookie_secure(false);
+    let config = SessionConfig::server(store.clone(), keys(1))
+        .cookie_attributes(CookieAttributes::default().secure(false));
     Env {
         manager: SessionManager::new(configure(config))
             .unwrap()
@@ -115,7 +116,8 @@ pub fn server_env() -> Env {
 pub fn cookie_env_with(configure: impl FnOnce(SessionConfig) -> SessionConfig) -> Env {
     let clock = TestClock::default();
     let c = clock.clone();
-    let config = SessionConfig::cookie(keys(1)).cookie_secure(false);
+    let config =
+        SessionConfig::cookie(keys(1)).cookie_attributes(CookieAttributes::default().secure(false));
     Env {
         manager: SessionManager::new(configure(config))
             .unwrap()
