@@ -2,6 +2,7 @@
 //! test binary because `tracing` caches per-callsite interest process-wide,
 //! which other tests running in parallel without a subscriber would spoil.
 
+#[path = "engine_common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,7 @@
-//! The engine's rules, request by request, against the real memory store.
+//! The engine's rules, request by request, against the real memory store
+//! (here, beside the other cross-crate tests: session-core knows no store).
 
+#[path = "engine_common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
