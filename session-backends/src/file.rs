@@ -70,6 +70,11 @@ struct Inner {
     locks: Vec<Mutex<()>>,
     hasher: RandomState,
     temp_counter: AtomicU64,
+    /// Versions are taken from here (started at the time the store was
+    /// built, in nanoseconds), so a key deleted and written again never
+    /// gets back a version an earlier record of it had.
+    next_version: AtomicU64,
+    op_timeout: Duration,
 }
 
 /// Builder of a [`FileStore`].
@@ -81,9 +86,18 @@ pub struct FileStoreBuilder {
     seal_at_rest: bool,
     max_sessions: usize,
     sweep_interval: Duration,
+    op_timeout: Duration,
 }
 
 impl FileStoreBuilder {
+    /// How long one operation may take before it fails with
+    /// [`StoreError::Timeout`] (503), like the networked stores' timeouts:
+    /// a stalled disk never hangs a request. Default 1 s.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// Largest record accepted. Default 1 MiB.
     pub fn max_record_size(mut self, max: usize) -> Self {
         self.max_record_size = max;
@@ -128,13 +142,19 @@ impl FileStoreBuilder {
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             temp_counter: AtomicU64::new(0),
+            next_version: AtomicU64::new(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            ),
+            op_timeout: self.op_timeout,
         });
         crate::sweeper::spawn(
             &inner,
             self.sweep_interval,
             "session-file-sweeper",
             |inner| {
-                if let Err(e) = inner.sweep(None) {
+                if let Err(e) = inner.sweep() {
                     tracing::warn!(error = %e, "file store sweep failed");
                 }
             },
@@ -290,13 +310,14 @@ impl Inner {
     }
 
     /// Removes expired session files and stale temporary files, and
-    /// recounts the sessions. `held` is the key lock the caller holds
-    /// already (the locks are not reentrant).
-    fn sweep(&self, held: Option<usize>) -> std::io::Result<usize> {
-        self.sweep_at(SystemTime::now(), held)
+    /// recounts the sessions. Takes each expired file's key lock in turn,
+    /// so the caller must hold none (two callers each holding one lock and
+    /// sweeping would wait for each other forever).
+    fn sweep(&self) -> std::io::Result<usize> {
+        self.sweep_at(SystemTime::now())
     }
 
-    fn sweep_at(&self, now: SystemTime, held: Option<usize>) -> std::io::Result<usize> {
+    fn sweep_at(&self, now: SystemTime) -> std::io::Result<usize> {
         let mut removed = 0;
         let mut live = 0;
         for entry in fs::read_dir(&self.dir)? {
@@ -323,9 +344,7 @@ impl Inner {
             let path = entry.path();
             if expired(&path) {
                 // Re-check under the key's lock, so a concurrent touch wins.
-                let index = self.lock_index(key);
-                let _guard = (held != Some(index))
-                    .then(|| self.locks[index].lock().unwrap_or_else(|p| p.into_inner()));
+                let _guard = self.lock(key);
                 if expired(&path) && fs::remove_file(&path).is_ok() {
                     removed += 1;
                     live -= 1;
@@ -336,27 +355,59 @@ impl Inner {
         Ok(removed)
     }
 
-    /// Takes a place for a new session file, sweeping once when full;
-    /// `held` is the caller's key lock.
-    fn reserve(&self, held: usize) -> Result<(), StoreError> {
-        let take = || {
-            self.sessions
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    (n < self.max_sessions).then_some(n + 1)
-                })
-                .is_ok()
-        };
-        if take() || (self.sweep(Some(held)).is_ok() && take()) {
-            return Ok(());
-        }
+    /// Takes a place for a new session file, if the cap allows.
+    fn take_place(&self) -> bool {
+        self.sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_sessions).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn full(&self) -> StoreError {
         tracing::warn!(
             max_sessions = self.max_sessions,
             "file store full: new session refused"
         );
-        Err(StoreError::Unavailable(format!(
-            "file store full ({} sessions)",
-            self.max_sessions
-        )))
+        StoreError::Unavailable(format!("file store full ({} sessions)", self.max_sessions))
+    }
+
+    /// A version no earlier record of this key had: above the current one
+    /// and above every version this store handed out.
+    fn version_after(&self, current: Option<u64>) -> u64 {
+        let next = self.next_version.fetch_add(1, Ordering::Relaxed);
+        next.max(current.map_or(1, |v| v.saturating_add(1)))
+    }
+
+    /// The save itself, under the key's lock. `room` says a place was
+    /// taken for a new file already (after a sweep made one).
+    fn save_locked(&self, save: &Save, room: bool) -> Result<Saving, StoreError> {
+        let current = self.read(&save.path).map_err(io_error)?.map(|(v, _, _)| v);
+        let allowed = match save.condition {
+            SaveCondition::IfAbsent => current.is_none(),
+            SaveCondition::IfVersion(Version(v)) => current == Some(v),
+            _ => true,
+        };
+        // A file that exists but expired still counts until it is swept.
+        let new_file = current.is_none() && !save.path.exists();
+        if room && !(allowed && new_file) {
+            // A place taken for a file this save does not create: give it
+            // back.
+            self.release();
+        }
+        if !allowed {
+            return Ok(Saving::Done(SaveOutcome::Conflict));
+        }
+        if new_file && !room && !self.take_place() {
+            return Ok(Saving::Full);
+        }
+        let version = self.version_after(current);
+        let written = self.write(&save.path, version, &save.record, save.deadline);
+        if written.is_err() && new_file {
+            self.release();
+        }
+        written.map_err(io_error)?;
+        Ok(Saving::Done(SaveOutcome::Saved(Version(version))))
     }
 
     fn release(&self) {
@@ -364,6 +415,23 @@ impl Inner {
             .sessions
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
+}
+
+/// One save's request, moved to the blocking thread.
+struct Save {
+    key: String,
+    path: PathBuf,
+    record: Vec<u8>,
+    deadline: SystemTime,
+    condition: SaveCondition,
+}
+
+/// What a save under the key's lock came to.
+enum Saving {
+    Done(SaveOutcome),
+    /// A new file, and the store is full: sweep (holding no lock) and try
+    /// once more.
+    Full,
 }
 
 /// A temporary file whose last status change is older than [`TEMP_MAX_AGE`]
@@ -394,6 +462,7 @@ impl FileStore {
             seal_at_rest: true,
             max_sessions: 100_000,
             sweep_interval: Duration::from_secs(60),
+            op_timeout: Duration::from_secs(1),
         }
     }
 
@@ -403,18 +472,25 @@ impl FileStore {
     ///
     /// The directory cannot be read.
     pub fn sweep_expired(&self) -> std::io::Result<usize> {
-        self.inner.sweep(None)
+        self.inner.sweep()
     }
 
-    /// Runs blocking file work off the async runtime.
+    /// Runs blocking file work off the async runtime, for at most the
+    /// operation timeout (the work itself cannot be stopped; a save that
+    /// timed out may still land, as on any store whose reply was lost).
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(|e| StoreError::Backend(format!("file store task: {e}")))?
+        let limit = inner.op_timeout;
+        let task = tokio::task::spawn_blocking(move || work(&inner));
+        match tokio::time::timeout(limit, task).await {
+            Ok(joined) => {
+                joined.map_err(|e| StoreError::Backend(format!("file store task: {e}")))?
+            }
+            Err(_) => Err(StoreError::Timeout(limit)),
+        }
     }
 }
 
@@ -457,32 +533,33 @@ impl Store for FileStore {
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
         StoreError::check_size(record.len(), self.inner.max_record_size)?;
-        let path = self.inner.path(key)?;
-        let key = key.as_str().to_owned();
-        let record = record.to_vec();
+        let save = Save {
+            path: self.inner.path(key)?,
+            key: key.as_str().to_owned(),
+            record: record.to_vec(),
+            deadline: system_time(expires_at),
+            condition,
+        };
         self.blocking(move |inner| {
-            let _guard = inner.lock(&key);
-            let current = inner.read(&path).map_err(io_error)?.map(|(v, _, _)| v);
-            let allowed = match condition {
-                SaveCondition::IfAbsent => current.is_none(),
-                SaveCondition::IfVersion(Version(v)) => current == Some(v),
-                _ => true,
+            let first = {
+                let _guard = inner.lock(&save.key);
+                inner.save_locked(&save, false)?
             };
-            if !allowed {
-                return Ok(SaveOutcome::Conflict);
+            if let Saving::Done(outcome) = first {
+                return Ok(outcome);
             }
-            let version = current.unwrap_or(0).wrapping_add(1).max(1);
-            // A file that exists but expired still counts until it is swept.
-            let new_file = current.is_none() && !path.exists();
-            if new_file {
-                inner.reserve(inner.lock_index(&key))?;
+            // Full: sweep holding no key lock, take a place if the sweep
+            // made one, then save under the lock again (the record may
+            // have changed meanwhile, so the condition is checked anew).
+            let _ = inner.sweep();
+            if !inner.take_place() {
+                return Err(inner.full());
             }
-            let written = inner.write(&path, version, &record, system_time(expires_at));
-            if written.is_err() && new_file {
-                inner.release();
+            let _guard = inner.lock(&save.key);
+            match inner.save_locked(&save, true)? {
+                Saving::Done(outcome) => Ok(outcome),
+                Saving::Full => Err(inner.full()),
             }
-            written.map_err(io_error)?;
-            Ok(SaveOutcome::Saved(Version(version)))
         })
         .await
     }
@@ -701,7 +778,68 @@ mod tests {
         store.sweep_expired().unwrap();
         assert!(left.exists());
         let later = SystemTime::now() + TEMP_MAX_AGE + Duration::from_secs(1);
-        store.inner.sweep_at(later, None).unwrap();
+        store.inner.sweep_at(later).unwrap();
         assert!(!left.exists());
+    }
+
+    /// At the cap, new-session saves sweep; a sweep that waited for another
+    /// key's lock while its own save held one could deadlock with a second
+    /// save doing the same (and nothing timed out). Expired files at the
+    /// cap, then 64 concurrent new sessions, 20 times: every save answers
+    /// (saved, or refused as full) within 5 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn new_sessions_at_the_cap_never_wait_for_each_other() {
+        let dir = temp_dir("cap-deadlock");
+        let store = FileStore::builder(&dir).max_sessions(50).build().unwrap();
+        let past = OffsetDateTime::now_utc() - Duration::from_secs(1);
+        for round in 0..20 {
+            // 50 files that count against the cap but have expired (what
+            // 1-second sessions are two seconds later).
+            for i in 0..50 {
+                let key = StoreKey::from_raw(&format!("old-{round}-{i}"));
+                store
+                    .save(&key, b"x", past, SaveCondition::Always)
+                    .await
+                    .unwrap();
+            }
+            let saves = (0..64).map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { save_new(&store, &format!("new-{round}-{i}"), 60).await })
+            });
+            let all = futures_join_all(saves);
+            let results = tokio::time::timeout(Duration::from_secs(5), all)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: saves at the cap hung"));
+            let saved = results
+                .into_iter()
+                .map(|r| r.unwrap())
+                .filter(|r| match r {
+                    Ok(_) => true,
+                    Err(e) => {
+                        assert!(e.is_unavailable(), "{e:?}");
+                        false
+                    }
+                })
+                .count();
+            assert!(saved >= 1, "round {round}: the sweep made no room");
+            // Clear the round's new sessions.
+            for i in 0..64 {
+                store
+                    .delete(&StoreKey::from_raw(&format!("new-{round}-{i}")))
+                    .await
+                    .unwrap();
+            }
+            store.sweep_expired().unwrap();
+        }
+    }
+
+    async fn futures_join_all<T>(
+        handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+    ) -> Vec<Result<T, tokio::task::JoinError>> {
+        let mut out = Vec::new();
+        for h in handles.collect::<Vec<_>>() {
+            out.push(h.await);
+        }
+        out
     }
 }
