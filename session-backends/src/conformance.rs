@@ -139,6 +139,86 @@ pub async fn long_deadline(store: &dyn Store) {
     store.delete(&key).await.expect("delete");
 }
 
+/// A deadline twelve years away (a long idle timeout; past 2038 for
+/// memcached's 32-bit absolute times) is kept, and touched, not refused or
+/// silently dropped. A store may hold it for less time than asked (memcached
+/// until 2038-01-19), never for less than 60 days.
+pub async fn twelve_year_deadline(store: &dyn Store) {
+    let key = unique_key("twelve-years");
+    let far = in_secs(12 * 365 * 86_400);
+    saved(
+        store
+            .save(&key, b"far", far, SaveCondition::IfAbsent)
+            .await
+            .expect("a 12-year save"),
+    );
+    let got = store
+        .load(&key)
+        .await
+        .expect("load")
+        .expect("a 12-year record is kept");
+    assert_eq!(got.bytes, b"far");
+    if let Some(expires) = got.expires_at {
+        assert!(
+            expires - OffsetDateTime::now_utc() > time_secs(60 * 86_400),
+            "a 12-year record expires at {expires}"
+        );
+    }
+    assert!(store.touch(&key, far).await.expect("touch"));
+    let v = saved(
+        store
+            .save(&key, b"again", far, SaveCondition::IfVersion(got.version))
+            .await
+            .expect("a 12-year compare-and-swap"),
+    );
+    let got = store.load(&key).await.expect("load").expect("still kept");
+    assert_eq!((got.bytes.as_slice(), got.version), (&b"again"[..], v));
+    store.delete(&key).await.expect("delete");
+}
+
+/// A key deleted and created again never gets back a version one of its
+/// earlier records had, so a request still holding that version (one that
+/// loaded the session before a logout) cannot write over the new record.
+pub async fn versions_never_reused(store: &dyn Store) {
+    let key = unique_key("versions");
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let created = saved(
+            store
+                .save(&key, b"new", in_secs(60), SaveCondition::IfAbsent)
+                .await
+                .expect("save"),
+        );
+        let changed = saved(
+            store
+                .save(
+                    &key,
+                    b"changed",
+                    in_secs(60),
+                    SaveCondition::IfVersion(created),
+                )
+                .await
+                .expect("save"),
+        );
+        for old in &seen {
+            assert!(
+                ![created, changed].contains(old),
+                "round {round}: version {old:?} given again after a delete"
+            );
+            assert_eq!(
+                store
+                    .save(&key, b"stale", in_secs(60), SaveCondition::IfVersion(*old))
+                    .await
+                    .expect("save"),
+                SaveOutcome::Conflict,
+                "a version of a deleted record wrote over the new one"
+            );
+        }
+        seen.extend([created, changed]);
+        store.delete(&key).await.expect("delete");
+    }
+}
+
 /// Touch moves the deadline without changing bytes or version; touching a
 /// missing key says so.
 pub async fn touch(store: &dyn Store) {
@@ -376,6 +456,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     delete(&*store).await;
     size_limit(&*store).await;
     long_deadline(&*store).await;
+    twelve_year_deadline(&*store).await;
+    versions_never_reused(&*store).await;
     touch(&*store).await;
     expiry(&*store).await;
     concurrent_disjoint_updates(store.clone()).await;
@@ -422,6 +504,14 @@ macro_rules! store_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn long_deadline() {
                 $crate::conformance::long_deadline(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn twelve_year_deadline() {
+                $crate::conformance::twelve_year_deadline(&*make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn versions_never_reused() {
+                $crate::conformance::versions_never_reused(&*make().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn touch() {

@@ -70,10 +70,6 @@ struct Inner {
     locks: Vec<Mutex<()>>,
     hasher: RandomState,
     temp_counter: AtomicU64,
-    /// Versions are taken from here (started at the time the store was
-    /// built, in nanoseconds), so a key deleted and written again never
-    /// gets back a version an earlier record of it had.
-    next_version: AtomicU64,
     op_timeout: Duration,
 }
 
@@ -142,11 +138,6 @@ impl FileStoreBuilder {
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             temp_counter: AtomicU64::new(0),
-            next_version: AtomicU64::new(
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64),
-            ),
             op_timeout: self.op_timeout,
         });
         crate::sweeper::spawn(
@@ -372,11 +363,13 @@ impl Inner {
         StoreError::Unavailable(format!("file store full ({} sessions)", self.max_sessions))
     }
 
-    /// A version no earlier record of this key had: above the current one
-    /// and above every version this store handed out.
+    /// The next version: one up from the current record's, or for a new
+    /// record one no earlier record of this key had.
     fn version_after(&self, current: Option<u64>) -> u64 {
-        let next = self.next_version.fetch_add(1, Ordering::Relaxed);
-        next.max(current.map_or(1, |v| v.saturating_add(1)))
+        match current {
+            Some(v) => v.saturating_add(1),
+            None => crate::versions::fresh_version(),
+        }
     }
 
     /// The save itself, under the key's lock. `room` says a place was

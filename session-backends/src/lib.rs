@@ -31,6 +31,8 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod sweeper;
+#[cfg(any(feature = "file", feature = "redis", feature = "postgres"))]
+mod versions;
 
 #[cfg(feature = "cascade")]
 pub use cascade::{CascadeConfigError, CascadeStore, CascadeStoreBuilder};
@@ -39,7 +41,7 @@ pub use file::{FileStore, FileStoreBuilder};
 #[cfg(feature = "memcache")]
 pub use memcache::{
     MemcacheConfigError, MemcacheStore, MemcacheStoreBuilder, DEFAULT_MAX_MEMCACHE_RECORD,
-    MAX_RELATIVE_TTL,
+    MAX_ABSOLUTE_TTL, MAX_RELATIVE_TTL,
 };
 #[cfg(feature = "memory")]
 pub use memory::{MemoryStore, MemoryStoreBuilder};

@@ -247,13 +247,13 @@ impl Sql {
             ),
             // An expired row that the sweeper has not removed yet counts as absent.
             add: format!(
-                "INSERT INTO {table} AS t (key, version, expires_at, data) VALUES ($1, 1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET version = t.version + 1, \
+                "INSERT INTO {table} AS t (key, version, expires_at, data) VALUES ($1, $4, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET version = GREATEST(t.version + 1, EXCLUDED.version), \
                  expires_at = EXCLUDED.expires_at, data = EXCLUDED.data \
                  WHERE t.expires_at <= now() RETURNING version"
             ),
             set: format!(
-                "INSERT INTO {table} AS t (key, version, expires_at, data) VALUES ($1, 1, $2, $3) \
+                "INSERT INTO {table} AS t (key, version, expires_at, data) VALUES ($1, $4, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET version = t.version + 1, \
                  expires_at = EXCLUDED.expires_at, data = EXCLUDED.data RETURNING version"
             ),
@@ -527,6 +527,8 @@ impl Store for PostgresStore {
         self.timed(async {
             let client = self.client().await?;
             let key = key.as_str().as_bytes();
+            // A new row's version: one no earlier row of this key had.
+            let fresh = crate::versions::fresh_version() as i64;
             let row = match condition {
                 SaveCondition::IfVersion(Version(v)) => {
                     let statement = client
@@ -543,7 +545,7 @@ impl Store for PostgresStore {
                         .await
                         .map_err(db_error)?;
                     client
-                        .query_opt(&statement, &[&key, &expires_at, &record])
+                        .query_opt(&statement, &[&key, &expires_at, &record, &fresh])
                         .await
                 }
                 _ => {
@@ -552,7 +554,7 @@ impl Store for PostgresStore {
                         .await
                         .map_err(db_error)?;
                     client
-                        .query_opt(&statement, &[&key, &expires_at, &record])
+                        .query_opt(&statement, &[&key, &expires_at, &record, &fresh])
                         .await
                 }
             }

@@ -34,17 +34,24 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return v
 ";
 
-/// Creates the record if absent; returns 1, or 0 when it exists.
+/// Creates the record if absent with version `ARGV[3]` (a fresh one, see
+/// `versions`); returns 1, or 0 when it exists.
 const ADD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
 /// Writes unconditionally (the version still grows, so a concurrent
-/// compare-and-swap sees the change); returns the new version.
+/// compare-and-swap sees the change); returns the new version, or -1 when
+/// the record was created with version `ARGV[3]`.
 const SET: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return -1
+end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'd', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -324,7 +331,8 @@ impl Store for RedisStore {
         let mut conn = self.connection()?;
         let key = self.key(key);
         let ttl = millis_left(expires_at);
-        let version: u64 = match condition {
+        let fresh = crate::versions::fresh_version();
+        let version: i64 = match condition {
             SaveCondition::IfVersion(Version(v)) => {
                 let mut call = self.inner.cas.key(&key);
                 call.arg(v).arg(record).arg(ttl);
@@ -332,18 +340,24 @@ impl Store for RedisStore {
             }
             SaveCondition::IfAbsent => {
                 let mut call = self.inner.add.key(&key);
-                call.arg(record).arg(ttl);
-                self.run(call.invoke_async(&mut conn)).await?
+                call.arg(record).arg(ttl).arg(fresh);
+                let added: i64 = self.run(call.invoke_async(&mut conn)).await?;
+                if added == 1 {
+                    -1
+                } else {
+                    0
+                }
             }
             _ => {
                 let mut call = self.inner.set.key(&key);
-                call.arg(record).arg(ttl);
+                call.arg(record).arg(ttl).arg(fresh);
                 self.run(call.invoke_async(&mut conn)).await?
             }
         };
         Ok(match version {
             0 => SaveOutcome::Conflict,
-            v => SaveOutcome::Saved(Version(v)),
+            -1 => SaveOutcome::Saved(Version(fresh)),
+            v => SaveOutcome::Saved(Version(v as u64)),
         })
     }
 

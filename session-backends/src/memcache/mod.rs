@@ -36,13 +36,19 @@ pub const MAX_RELATIVE_TTL: i64 = 2_592_000;
 /// key and item header.
 pub const DEFAULT_MAX_MEMCACHE_RECORD: usize = (1 << 20) - 1024;
 
+/// The latest deadline memcached can hold: it reads an absolute `T` as a
+/// 32-bit Unix time (2038-01-19).
+pub const MAX_ABSOLUTE_TTL: i64 = i32::MAX as i64;
+
 /// The `T` flag value for a deadline: seconds from now, or the absolute
-/// Unix time past 30 days (memcached's rule). Never below 1, so a deadline
-/// in the past still expires at once rather than meaning "never".
+/// Unix time past 30 days (memcached's rule), clamped to
+/// [`MAX_ABSOLUTE_TTL`] (a later one is not an error memcached reports
+/// cleanly, and the session would not be kept). Never below 1, so a
+/// deadline in the past still expires at once rather than meaning "never".
 pub(crate) fn ttl_for(expires_at: OffsetDateTime, now: OffsetDateTime) -> i64 {
     let secs = (expires_at - now).as_seconds_f64().ceil() as i64;
     if secs > MAX_RELATIVE_TTL {
-        expires_at.unix_timestamp()
+        expires_at.unix_timestamp().min(MAX_ABSOLUTE_TTL)
     } else {
         secs.max(1)
     }
@@ -430,6 +436,13 @@ mod tests {
             ttl_for(now + Duration::from_millis(1500), now),
             2,
             "rounded up"
+        );
+        // A 12-year timeout from 2027 ends after 2038: memcached holds it
+        // until the last second it can name.
+        assert_eq!(
+            ttl_for(secs(12 * 365 * 86_400), now),
+            MAX_ABSOLUTE_TTL,
+            "clamped to 32 bits"
         );
     }
 
