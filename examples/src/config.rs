@@ -410,7 +410,7 @@ mod tests {
         DemoConfig::from_vars(|k| map.get(k).cloned())
     }
 
-    const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    const SECRET: &str = "RGVtbyBzZWNyZXQgQTogMzIgYnl0ZXMsIHVuaXF1ZSE=";
 
     #[test]
     fn defaults() {

@@ -318,7 +318,13 @@ impl MemoryStoreBuilder {
         let fitting = 1 << (usize::BITS - 1 - fitting.leading_zeros());
         let shards = self
             .shards
-            .min(self.max_sessions.next_power_of_two())
+            // `next_power_of_two` of a cap near `usize::MAX` overflows (to 0
+            // in release builds: no shard, and a division by zero).
+            .min(
+                self.max_sessions
+                    .checked_next_power_of_two()
+                    .unwrap_or(usize::MAX),
+            )
             .min(fitting);
         let inner = Arc::new(Inner {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
@@ -766,5 +772,17 @@ mod tests {
         drop(store);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(weak.upgrade().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cap_of_usize_max_is_no_cap() {
+        let store = MemoryStore::builder().max_sessions(usize::MAX).build();
+        let key = StoreKey::from_raw("k");
+        let later = OffsetDateTime::now_utc() + Duration::from_secs(60);
+        store
+            .save(&key, b"x", later, SaveCondition::Always)
+            .await
+            .unwrap();
+        assert!(store.load(&key).await.unwrap().is_some());
     }
 }

@@ -6,8 +6,9 @@
 //! A record is a hash: `v`, its version (an integer that grows with every
 //! write), and `d`, the bytes. Compare-and-swap, create and unconditional
 //! writes are small Lua scripts (one round trip each, atomic on the server);
-//! expiry is `PEXPIRE` with milliseconds left, which every Redis since 2.6
-//! understands (no `PXAT`/`EXAT`, which fail on servers older than 6.2).
+//! expiry is `PEXPIRE` with milliseconds left (no `PXAT`/`EXAT`, which fail
+//! on servers older than 6.2). The scripts set several hash fields in one
+//! `HSET`, which needs Redis 4.0: the oldest server this store works with.
 
 use std::fmt;
 use std::sync::Arc;

@@ -191,21 +191,35 @@ impl fmt::Debug for KeyRing {
     }
 }
 
-/// Refuses secrets nobody drew at random: a pattern of up to 8 bytes
-/// repeated (`[0; 32]`, `abab…`, `passwordpassword…`), or fewer than 8
-/// distinct byte values. 32 random bytes pass with overwhelming probability
-/// (they have about 30 distinct values).
+/// Refuses secrets nobody drew at random, judged on the decoded bytes:
+///
+/// - a pattern repeated: any period up to half the length (`[0; 32]`,
+///   `abab…`, `passwordpassword…`, the base64 text `secret` eight times,
+///   which decodes to a 9-byte period);
+/// - too few distinct byte values for the length (fewer than half of it,
+///   or than 16): random bytes have nearly as many as their length;
+/// - words repeated with changes (`password1password2…`): fewer distinct
+///   4-byte windows than half their number, where random bytes have all of
+///   them distinct.
+///
+/// 32 random bytes pass with overwhelming probability.
 fn check_strength(secret: &[u8]) -> Result<(), KeyError> {
-    if (1..=8).any(|period| secret.iter().skip(period).zip(secret).all(|(a, b)| a == b)) {
-        return Err(KeyError::Weak("a short pattern repeated"));
+    let n = secret.len();
+    let repeats = |period: usize| secret.iter().skip(period).zip(secret).all(|(a, b)| a == b);
+    if (1..=n / 2).any(repeats) {
+        return Err(KeyError::Weak("a pattern repeated"));
     }
     let mut seen = [false; 256];
     let distinct = secret
         .iter()
         .filter(|&&b| !std::mem::replace(&mut seen[usize::from(b)], true))
         .count();
-    if distinct < 8 {
-        return Err(KeyError::Weak("fewer than 8 distinct byte values"));
+    if distinct < (n / 2).min(16) {
+        return Err(KeyError::Weak("too few distinct byte values"));
+    }
+    let windows: std::collections::HashSet<&[u8]> = secret.windows(4).collect();
+    if windows.len() < n.saturating_sub(3) / 2 {
+        return Err(KeyError::Weak("words repeated"));
     }
     Ok(())
 }
@@ -273,7 +287,11 @@ mod tests {
 
     #[test]
     fn weak_secrets_are_refused_with_a_reason() {
-        let weak: [&[u8]; 5] = [
+        use base64::Engine as _;
+        let secret_eight_times = base64::engine::general_purpose::STANDARD
+            .decode("secret".repeat(8))
+            .unwrap();
+        let weak: [&[u8]; 9] = [
             &[0x41; 32],
             b"abababababababababababababababab",
             b"passwordpasswordpasswordpassword",
@@ -282,21 +300,28 @@ mod tests {
                 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 1, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6,
                 7, 1, 2, 3,
             ],
+            // A 9-byte period, decoded from text that looks random enough.
+            &secret_eight_times,
+            // A 10-byte period, and 10 distinct bytes.
+            b"01234567890123456789012345678901",
+            // Words repeated, each time changed a little.
+            b"password1password2password3passw",
+            b"letmein!letmein?letmein.letmein-",
         ];
         for secret in weak {
             let err = KeyRing::from_secret(secret).unwrap_err();
             assert!(matches!(err, KeyError::Weak(_)), "{secret:?}: {err}");
             assert!(err.to_string().contains("too weak"));
         }
+        assert_eq!(secret_eight_times.len(), 36);
         // The old-secret path checks too.
         let ring = KeyRing::from_secret(&test_secret(3)).unwrap();
         assert!(matches!(
             ring.with_old_secret(&[9; 48]),
             Err(KeyError::Weak(_))
         ));
-        // Period 10 and 10 distinct bytes: weak in spirit, but the demo's
-        // documented test secret, and above both bars.
-        assert!(KeyRing::from_secret(b"01234567890123456789012345678901").is_ok());
+        // Text is not weak in itself: a sentence with no repeats passes.
+        assert!(KeyRing::from_secret(b"Demo secret A: 32 bytes, unique!").is_ok());
         for _ in 0..1000 {
             assert!(KeyRing::generate().is_ok());
         }

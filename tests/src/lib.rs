@@ -33,8 +33,8 @@ pub enum Framework {
     Rocket,
 }
 
-/// A base64 secret of 32 bytes for tests (`0123...` repeated).
-pub const SECRET_A: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+/// A base64 secret of 32 bytes for tests (a sentence, no repeats).
+pub const SECRET_A: &str = "RGVtbyBzZWNyZXQgQTogMzIgYnl0ZXMsIHVuaXF1ZSE=";
 /// Another 32-byte secret, for rotation.
 pub const SECRET_B: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
 

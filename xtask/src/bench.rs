@@ -19,7 +19,7 @@ use crate::{cargo, free_port, which, workspace_root, Memcached};
 const ROUTES: [&str; 3] = ["/health", "/counter/peek", "/counter"];
 /// Sessions each server's load is spread over.
 const SESSIONS: usize = 64;
-const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+const SECRET: &str = "RGVtbyBzZWNyZXQgQTogMzIgYnl0ZXMsIHVuaXF1ZSE=";
 
 struct Options {
     seconds: u64,
