@@ -789,7 +789,7 @@ mod tests {
             // 50 files that count against the cap but have expired (what
             // 1-second sessions are two seconds later).
             for i in 0..50 {
-                let key = StoreKey::from_raw(&format!("old-{round}-{i}"));
+                let key = StoreKey::from_raw(format!("old-{round}-{i}"));
                 store
                     .save(&key, b"x", past, SaveCondition::Always)
                     .await
@@ -818,7 +818,7 @@ mod tests {
             // Clear the round's new sessions.
             for i in 0..64 {
                 store
-                    .delete(&StoreKey::from_raw(&format!("new-{round}-{i}")))
+                    .delete(&StoreKey::from_raw(format!("new-{round}-{i}")))
                     .await
                     .unwrap();
             }

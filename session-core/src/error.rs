@@ -96,6 +96,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure again, for each save that rode in a write that
+    /// failed (see the save lanes).
+    pub(crate) fn retold(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Timeout(d) => StoreError::Timeout(*d),
+            StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+                size: *size,
+                limit: *limit,
+            },
+            StoreError::Contended { attempts } => StoreError::Contended {
+                attempts: *attempts,
+            },
+            StoreError::Backend(m) => StoreError::Backend(m.clone()),
+        }
+    }
+
     /// Whether the failure means the store is (temporarily) out of reach, as
     /// opposed to a refused request.
     pub fn is_unavailable(&self) -> bool {

@@ -174,6 +174,11 @@ impl KeyRing {
     }
 
     /// The key with this id and whether it is the primary.
+    /// The old keys, newest first (the primary excluded).
+    pub(crate) fn old_keys(&self) -> impl Iterator<Item = &DerivedKeys> {
+        self.keys[1..].iter()
+    }
+
     pub(crate) fn find(&self, id: &[u8]) -> Option<(&DerivedKeys, bool)> {
         self.keys
             .iter()

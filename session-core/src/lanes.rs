@@ -15,6 +15,7 @@ use foldhash::fast::RandomState;
 use tokio::sync::oneshot;
 
 use crate::codec::Record;
+use crate::error::StoreError;
 use crate::id::StoreKey;
 use crate::state::Change;
 use crate::store::Version;
@@ -36,14 +37,27 @@ pub(crate) struct Lane {
     queue: Mutex<Vec<Queued>>,
 }
 
-/// A save waiting in a lane: its changes, and where the leader that wrote
-/// them reports the record it wrote (`None`: the session was ended
-/// meanwhile). A leader that fails drops the sender; the save then makes
-/// its own attempt.
+/// A save waiting in a lane: its changes, and where the leader that took
+/// them reports what became of them.
 pub(crate) struct Queued {
     ticket: u64,
     pub(crate) changes: Vec<Change>,
-    pub(crate) reply: oneshot::Sender<Option<Record>>,
+    pub(crate) reply: oneshot::Sender<RiderReply>,
+}
+
+/// What the leader of a lane tells a save that rode in its write.
+pub(crate) enum RiderReply {
+    /// Written: the record as written.
+    Written(Record),
+    /// The session was ended by another request meanwhile.
+    Ended,
+    /// Not written (the combined record was too large for the store, or
+    /// could not be encoded): the save makes its own attempt.
+    SaveAlone,
+    /// The write failed in a way that does not say whether it landed (a
+    /// timeout, a lost connection): replaying the change could apply it
+    /// twice, so the save fails with this error instead.
+    Failed(StoreError),
 }
 
 impl Lane {
@@ -57,7 +71,7 @@ impl Lane {
 
     /// Queues `changes` for the lane's leader; returns the ticket to take
     /// them back with and where the result will come.
-    pub(crate) fn enqueue(&self, changes: &[Change]) -> (u64, oneshot::Receiver<Option<Record>>) {
+    pub(crate) fn enqueue(&self, changes: &[Change]) -> (u64, oneshot::Receiver<RiderReply>) {
         static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let ticket = TICKETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (reply, result) = oneshot::channel();
@@ -69,9 +83,13 @@ impl Lane {
         (ticket, result)
     }
 
-    /// Takes back a queued save that no leader took.
-    pub(crate) fn dequeue(&self, ticket: u64) {
-        self.queue().retain(|q| q.ticket != ticket);
+    /// Takes back a queued save that no leader took; false when a leader
+    /// had taken it.
+    pub(crate) fn dequeue(&self, ticket: u64) -> bool {
+        let mut queue = self.queue();
+        let before = queue.len();
+        queue.retain(|q| q.ticket != ticket);
+        queue.len() != before
     }
 
     /// Every save queued so far, for the leader to write.

@@ -215,6 +215,16 @@ impl Observing<'_> {
         store_call(self.0, "load", self.0.load(key)).await
     }
 
+    /// [`Store::load`], with a retired record (see
+    /// [`crate::save`]: the empty record a renew or a key-rotation move
+    /// leaves under the key it left) as absent.
+    pub(crate) async fn load_live(
+        &self,
+        key: &StoreKey,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self.load(key).await?.filter(|r| !r.bytes.is_empty()))
+    }
+
     /// [`Store::save`]; a record over the store's
     /// [`max_record_size`](Store::max_record_size) is refused here, before
     /// the store is called (memcached, for one, deletes the old value when

@@ -8,6 +8,16 @@
 //! one session from concurrent requests of this process go through one
 //! lane in turn, each chaining on the version the previous one got back
 //! from the store, so they do not conflict with each other at all.
+//!
+//! A session's record leaves its store key in two ways. A logout deletes
+//! it (and every key the ring gives its id, the primary key's last, so a
+//! key-rotation move racing the logout is deleted too). A renew (login)
+//! or a key-rotation move *retires* it instead: a compare-and-swap from the
+//! version it merged to an empty record, which reads as absent. The
+//! retirement fails if any other request wrote the record meanwhile; the
+//! renew or move then merges that write and tries again, so an
+//! acknowledged save is never lost, and one that ended the session
+//! (logout) ends the renewed or moved copy as well.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +27,7 @@ use crate::codec::Record;
 use crate::engine::Engine;
 use crate::error::{SessionError, StoreError};
 use crate::id::{SessionId, StoreKey};
+use crate::lanes::RiderReply;
 use crate::load::{debug_timer, elapsed_us};
 use crate::observe::{self, Observing};
 use crate::seal::{self, Purpose, SealMode, NO_EXPIRY};
@@ -31,6 +42,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(2);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Attempts to find an unused id (a collision of 256-bit ids is not expected).
 const MAX_ID_ATTEMPTS: usize = 3;
+/// How long a retired record stays (it only has to outlive the requests
+/// that loaded the session before it was retired).
+const RETIRED_TTL: Duration = Duration::from_secs(60);
 
 /// What a request did with a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,18 +284,13 @@ impl Saving<'_> {
             return Ok(Finished::new(Outcome::Save, Some(header)));
         };
         match action {
-            Action::Purge => self.purge(&origin.store_key, &record).await,
+            Action::Purge => self.purge(&origin, &record).await,
             Action::Renew => {
                 record.created_at = self.now.unix_timestamp();
-                // The new record and the old one's deletion go out together.
-                let (created, deleted) =
-                    tokio::join!(self.create(&record), self.store.delete(&origin.store_key));
-                let header = created?;
-                deleted?;
-                Ok(Finished::new(Outcome::Renew, Some(header)))
+                self.renew(&origin, record, &changes).await
             }
             Action::Keep if record.is_empty() && !changes.is_empty() => {
-                self.store.delete(&origin.store_key).await?;
+                self.end_id(&origin).await?;
                 Ok(self.removal(Outcome::Purge))
             }
             Action::Keep if !origin.primary => {
@@ -320,14 +329,133 @@ impl Saving<'_> {
     }
 
     /// Ends the session; values set after the purge start a new one.
-    async fn purge(&self, old: &StoreKey, record: &Record) -> Result<Finished, SessionError> {
+    async fn purge(
+        &self,
+        origin: &ServerOrigin,
+        record: &Record,
+    ) -> Result<Finished, SessionError> {
         if record.is_empty() {
-            self.store.delete(old).await?;
+            self.end_id(origin).await?;
             return Ok(self.removal(Outcome::Purge));
         }
-        let (deleted, created) = tokio::join!(self.store.delete(old), self.create(record));
-        deleted?;
+        let (ended, created) = tokio::join!(self.end_id(origin), self.create(record));
+        ended?;
         Ok(Finished::new(Outcome::Purge, Some(created?)))
+    }
+
+    /// Deletes the session's record under every key the ring gives its id:
+    /// the old keys' first, one after the other, the primary key's last. A
+    /// key-rotation move writes the primary key's record before it retires
+    /// the old one, so either it finds the old record deleted (and undoes
+    /// its write) or its write came before this last delete.
+    async fn end_id(&self, origin: &ServerOrigin) -> Result<(), SessionError> {
+        let keys = &self.engine.config.keys;
+        for old in keys.old_keys() {
+            self.store.delete(&origin.id.store_key(old)).await?;
+        }
+        self.store
+            .delete(&origin.id.store_key(keys.primary()))
+            .await?;
+        Ok(())
+    }
+
+    /// Retires the record under `key` if it still has `version`: replaces
+    /// it with an empty record (absent to every reader) by
+    /// compare-and-swap.
+    async fn retire(&self, key: &StoreKey, version: Version) -> Result<SaveOutcome, SessionError> {
+        let until = self.now + RETIRED_TTL;
+        Ok(self
+            .store
+            .save(key, &[], until, SaveCondition::IfVersion(version))
+            .await?)
+    }
+
+    /// Retires the record this request loaded, carrying every write that
+    /// landed on it since into `target`, the record that replaces it (under
+    /// `target_key`, at `target_version`): the renewed session, or the
+    /// session moved to the primary key. `None` when the session was ended
+    /// meanwhile; `target` is then deleted.
+    async fn retire_into(
+        &self,
+        origin: &ServerOrigin,
+        target: (&StoreKey, Version, Record),
+        changes: &[Change],
+    ) -> Result<Option<Record>, SessionError> {
+        let (target_key, mut target_version, mut record) = target;
+        let mut version = origin.version;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            if let SaveOutcome::Saved(_) = self.retire(&origin.store_key, version).await? {
+                // Retired: no write can land on it any more (every write of
+                // a loaded record is conditional on its version, and new
+                // ids are random), so the empty record can go now rather
+                // than after its TTL.
+                self.store.delete(&origin.store_key).await?;
+                return Ok(Some(record));
+            }
+            let Some(latest) = self.store.load_live(&origin.store_key).await? else {
+                // Ended (logout), renewed or moved by another request:
+                // so is this copy.
+                self.store.delete(target_key).await?;
+                return Ok(None);
+            };
+            attempt += 1;
+            if started.elapsed() >= CAS_BUDGET {
+                observe::cas_exhausted();
+                return Err(StoreError::Contended { attempts: attempt }.into());
+            }
+            // A save landed after this request loaded the session: build on
+            // it.
+            let created_at = record.created_at;
+            let mut merged = self.decode(&origin.store_key, latest.bytes)?;
+            self.engine.replay(changes, &mut merged);
+            merged.created_at = created_at;
+            let bytes = self.encode(target_key, &merged)?;
+            let deadline = self.deadline(&merged);
+            match self
+                .store
+                .save(
+                    target_key,
+                    &bytes,
+                    deadline,
+                    SaveCondition::IfVersion(target_version),
+                )
+                .await?
+            {
+                SaveOutcome::Saved(v) => target_version = v,
+                // Another request wrote the copy too (a second key-rotation
+                // move merging into it): the writes cannot be combined here.
+                SaveOutcome::Conflict => {
+                    observe::cas_exhausted();
+                    return Err(StoreError::Contended { attempts: attempt }.into());
+                }
+            }
+            record = merged;
+            version = latest.version;
+        }
+    }
+
+    /// Renews the session's id (login): the record under a new id, then the
+    /// old record retired, with every save that landed on it meanwhile
+    /// carried across.
+    async fn renew(
+        &self,
+        origin: &ServerOrigin,
+        record: Record,
+        changes: &[Change],
+    ) -> Result<Finished, SessionError> {
+        // The new record first: a failure before the retirement leaves the
+        // old session as it was.
+        let (id, key, version) = self.create_record(&record).await?;
+        let Some(record) = self
+            .retire_into(origin, (&key, version, record), changes)
+            .await?
+        else {
+            return Ok(Finished::new(Outcome::Vanished, None));
+        };
+        let header = self.seal_id(&id, &record, self.deadline(&record))?;
+        Ok(Finished::new(Outcome::Renew, Some(header)))
     }
 
     /// Moves the deadline of an unchanged session when rolling expiry is due.
@@ -358,10 +486,11 @@ impl Saving<'_> {
     }
 
     /// A session found through an old key moves to the primary key's store
-    /// key and token, so the old secret can be retired. The write is
-    /// conditional: when a concurrent request of the same session moved it
-    /// first, this one's changes are merged into that record instead of
-    /// overwriting it.
+    /// key and token, so the old secret can be retired: the record is
+    /// written under the new key if absent, then the old record retired
+    /// (see [`retire_into`](Self::retire_into)). When a concurrent request
+    /// of the same session moved it first, this one's changes are merged
+    /// into that record instead of overwriting it.
     async fn move_to_primary(
         &self,
         origin: &ServerOrigin,
@@ -371,16 +500,22 @@ impl Saving<'_> {
         let new_key = origin.id.store_key(self.engine.config.keys.primary());
         let bytes = self.encode(&new_key, &record)?;
         let deadline = self.deadline(&record);
-        let (saved, deleted) = tokio::join!(
-            self.store
-                .save(&new_key, &bytes, deadline, SaveCondition::IfAbsent),
-            self.store.delete(&origin.store_key)
-        );
-        deleted?;
-        let record = match saved? {
-            SaveOutcome::Saved(_) => record,
+        let saved = self
+            .store
+            .save(&new_key, &bytes, deadline, SaveCondition::IfAbsent)
+            .await?;
+        let record = match saved {
+            SaveOutcome::Saved(version) => {
+                match self
+                    .retire_into(origin, (&new_key, version, record), changes)
+                    .await?
+                {
+                    Some(record) => record,
+                    None => return Ok(Finished::new(Outcome::Vanished, None)),
+                }
+            }
             SaveOutcome::Conflict => {
-                let Some(current) = self.store.load(&new_key).await? else {
+                let Some(current) = self.store.load_live(&new_key).await? else {
                     return Ok(Finished::new(Outcome::Vanished, None));
                 };
                 let mut merged = self.decode(&new_key, current.bytes)?;
@@ -394,13 +529,23 @@ impl Saving<'_> {
                 }
             }
         };
-        let header = self.seal_id(&origin.id, &record, deadline)?;
+        let header = self.seal_id(&origin.id, &record, self.deadline(&record))?;
         Ok(Finished::new(Outcome::Save, Some(header)))
     }
 
     /// Stores `record` under a new id and returns the header carrying its
     /// token.
     async fn create(&self, record: &Record) -> Result<ResponseHeader, SessionError> {
+        let (id, _, _) = self.create_record(record).await?;
+        self.seal_id(&id, record, self.deadline(record))
+    }
+
+    /// Stores `record` under a new id: the id, its store key and the
+    /// record's version.
+    async fn create_record(
+        &self,
+        record: &Record,
+    ) -> Result<(SessionId, StoreKey, Version), SessionError> {
         let deadline = self.deadline(record);
         for _ in 0..MAX_ID_ATTEMPTS {
             let id = SessionId::generate();
@@ -411,7 +556,7 @@ impl Saving<'_> {
                 .save(&key, &bytes, deadline, SaveCondition::IfAbsent)
                 .await?
             {
-                SaveOutcome::Saved(_) => return self.seal_id(&id, record, deadline),
+                SaveOutcome::Saved(version) => return Ok((id, key, version)),
                 SaveOutcome::Conflict => continue,
             }
         }
@@ -466,10 +611,22 @@ impl Saving<'_> {
                 let (ticket, mut result) = lane.enqueue(changes);
                 let last = lane.last_saved().lock().await;
                 match result.try_recv() {
-                    Ok(written) => return Ok(written),
-                    // Still queued: lead. Or taken by a leader that failed:
-                    // our own attempt follows.
-                    Err(_) => lane.dequeue(ticket),
+                    Ok(RiderReply::Written(record)) => return Ok(Some(record)),
+                    Ok(RiderReply::Ended) => return Ok(None),
+                    Ok(RiderReply::Failed(e)) => return Err(e.into()),
+                    // Not written: our own attempt follows.
+                    Ok(RiderReply::SaveAlone) => {}
+                    // Still queued: lead.
+                    Err(_) if lane.dequeue(ticket) => {}
+                    // Taken by a leader that was dropped mid-write (its
+                    // request went away): the change may have landed, so
+                    // it is not replayed.
+                    Err(_) => {
+                        return Err(StoreError::Unavailable(
+                            "a concurrent save of this session was abandoned mid-write".into(),
+                        )
+                        .into())
+                    }
                 }
                 last
             }
@@ -491,7 +648,7 @@ impl Saving<'_> {
         // unwritable.
         let mut riders = lane.take_queue();
         let mut attempt = 0u32;
-        loop {
+        let result = loop {
             let combined = (!riders.is_empty()).then(|| {
                 let mut all = record.clone();
                 for rider in &riders {
@@ -503,32 +660,40 @@ impl Saving<'_> {
             let bytes = match self.encode(key, to_write) {
                 Err(e) if !riders.is_empty() => {
                     tracing::debug!(session = %config.name, error = %e, "queued saves make the record unwritable; each saves on its own");
-                    riders.clear();
+                    tell(std::mem::take(&mut riders), || RiderReply::SaveAlone);
                     continue;
                 }
-                other => other?,
+                Err(e) => break Err(e),
+                Ok(bytes) => bytes,
             };
             let deadline = self.deadline(to_write);
-            match self
+            let saved = self
                 .store
                 .save(key, &bytes, deadline, SaveCondition::IfVersion(version))
-                .await?
-            {
-                SaveOutcome::Saved(new_version) => {
+                .await;
+            match saved {
+                Ok(SaveOutcome::Saved(new_version)) => {
                     let written = combined.unwrap_or(record);
-                    for rider in riders {
-                        let _ = rider.reply.send(Some(written.clone()));
-                    }
+                    let reply = written.clone();
+                    tell(riders, || RiderReply::Written(reply.clone()));
                     // Keep the write for the requests queued behind this one.
                     *last = lane.has_waiters().then(|| (new_version, written.clone()));
                     return Ok(Some(written));
                 }
-                SaveOutcome::Conflict => observe::cas_conflict(),
+                Ok(SaveOutcome::Conflict) => observe::cas_conflict(),
+                // Nothing was written: the riders that made the record too
+                // large save on their own, this request's change alone is
+                // tried again.
+                Err(StoreError::TooLarge { .. }) if !riders.is_empty() => {
+                    tell(std::mem::take(&mut riders), || RiderReply::SaveAlone);
+                    continue;
+                }
+                Err(e) => break Err(e.into()),
             }
             attempt += 1;
             if started.elapsed() >= CAS_BUDGET {
                 observe::cas_exhausted();
-                return Err(StoreError::Contended { attempts: attempt }.into());
+                break Err(StoreError::Contended { attempts: attempt }.into());
             }
             tracing::debug!(session = %config.name, attempt, "concurrent update; merging changes");
             if attempt > 1 {
@@ -536,19 +701,47 @@ impl Saving<'_> {
                 // once.
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let Some(fresh) = self.store.load(key).await? else {
-                tracing::debug!(session = %config.name, "session ended by a concurrent request; this request's changes are dropped");
-                for rider in riders {
-                    let _ = rider.reply.send(None);
+            let fresh = match self.store.load_live(key).await {
+                Ok(Some(fresh)) => fresh,
+                Ok(None) => {
+                    tracing::debug!(session = %config.name, "session ended by a concurrent request; this request's changes are dropped");
+                    tell(riders, || RiderReply::Ended);
+                    *last = None;
+                    return Ok(None);
                 }
-                *last = None;
-                return Ok(None);
+                Err(e) => break Err(e.into()),
             };
-            let mut merged = self.decode(key, fresh.bytes)?;
-            engine.replay(changes, &mut merged);
-            record = merged;
-            version = fresh.version;
+            match self.decode(key, fresh.bytes) {
+                Ok(mut merged) => {
+                    engine.replay(changes, &mut merged);
+                    record = merged;
+                    version = fresh.version;
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        // The write failed: the riders get the same answer. A store error
+        // may have left the write applied (a reply lost after the command
+        // went out), so no rider replays its change; any other error is
+        // this request's own (its record), and the riders save alone.
+        let error = match result {
+            Ok(never) => return Ok(never),
+            Err(e) => e,
+        };
+        match &error {
+            SessionError::Store(store_error) => {
+                tell(riders, || RiderReply::Failed(store_error.retold()));
+            }
+            _ => tell(riders, || RiderReply::SaveAlone),
         }
+        Err(error)
+    }
+}
+
+/// Tells each rider of a lane what became of its save.
+fn tell(riders: Vec<crate::lanes::Queued>, reply: impl Fn() -> RiderReply) {
+    for rider in riders {
+        let _ = rider.reply.send(reply());
     }
 }
 

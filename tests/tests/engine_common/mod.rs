@@ -174,7 +174,12 @@ pub async fn finish(jar: &mut Jar, req: &PendingRequest) -> session_core::adapte
 }
 
 pub async fn bump(env: &Env, jar: &mut Jar) -> (u64, Outcome) {
-    let req = jar.start(&env.manager);
+    bump_on(&env.manager, jar).await
+}
+
+/// One counter increment through `manager`, as a request of `jar`'s client.
+pub async fn bump_on(manager: &SessionManager, jar: &mut Jar) -> (u64, Outcome) {
+    let req = jar.start(manager);
     let s = req.primary();
     let n = s.get(&COUNTER).await.unwrap().unwrap_or(0) + 1;
     s.insert(&COUNTER, &n).await.unwrap();
