@@ -34,14 +34,19 @@ struct Tier {
 ///   fresh data.
 /// - A tier whose size limit a record exceeds is skipped (its stale copy is
 ///   deleted); only the authoritative tier's limit is an error.
-/// - **Deletes** go to every tier. **Touches** go to the authoritative
-///   tier first: when it no longer has the session (revoked through
-///   another process), every faster copy is dropped instead of extended.
+/// - **Deletes** go to the authoritative tier first, then to every other.
+///   **Touches** go to the authoritative tier first: when it no longer has
+///   the session (revoked through another process), every faster copy is
+///   dropped instead of extended.
 ///
-/// **Revocation.** A purge or renewal deletes the session from every tier.
-/// A write-behind copy re-checks the authoritative tier before and after it
-/// writes, so one that was on its way during a logout cannot bring the
-/// session back. What a delete cannot reach is another process's private
+/// **Revocation.** A purge or renewal deletes the session from every tier,
+/// the authoritative one first. Every copy written to another tier after
+/// the authoritative tier was read (a read's fill-back, the copies of a
+/// save, a write-behind copy) is followed by a re-check of the authoritative
+/// tier, and taken back when the record there is gone or newer: either the
+/// re-check sees the delete, or the copy landed before the delete reached
+/// the copy's tier. So a copy that was on its way during a logout cannot
+/// bring the session back. What a delete cannot reach is another process's private
 /// memory tier: there a revoked session can still be read until that copy's
 /// cache TTL ends ([`cache_tier`](CascadeStoreBuilder::cache_tier)); writes
 /// to it fail at once (the authoritative compare-and-swap finds it gone)
@@ -61,7 +66,11 @@ struct Tier {
 /// response, as the Go cascade's asynchronous datastore save did. Its risks:
 /// a write lost if the process stops first, failures only logged, and
 /// requests that follow quickly may complete before the slow tier has the
-/// data (it is then not authoritative: the tier before it is).
+/// data (it is then not authoritative: the tier before it is, which must
+/// therefore be shared by every process: the builder refuses write-behind
+/// behind a cache tier or a memory store). A re-check of the authoritative
+/// tier that fails is retried, then reported (an error in the log), never
+/// taken for a delete.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -82,7 +91,10 @@ pub struct CascadeStore {
 struct Inner {
     tiers: Vec<Tier>,
     write_behind: bool,
-    next_version: AtomicU64,
+    /// Versions are random: every process writes the shared tiers, so a
+    /// per-process counter would hand two processes' writes one version.
+    versions: std::hash::RandomState,
+    written: AtomicU64,
 }
 
 /// Builder of a [`CascadeStore`].
@@ -103,6 +115,13 @@ pub enum CascadeConfigError {
     /// Write-behind needs a tier before the slowest to be authoritative.
     #[error("write-behind needs at least two tiers")]
     WriteBehindNeedsTwoTiers,
+    /// With write-behind, the tier before the slowest decides
+    /// compare-and-swap and deletes for every process, so it cannot be a
+    /// cache tier or a memory store (private to one process).
+    #[error(
+        "write-behind needs a shared tier before the slowest, not a cache tier or a memory store"
+    )]
+    WriteBehindNeedsSharedAuthority,
 }
 
 impl CascadeStoreBuilder {
@@ -145,13 +164,18 @@ impl CascadeStoreBuilder {
         if self.write_behind && self.tiers.len() < 2 {
             return Err(CascadeConfigError::WriteBehindNeedsTwoTiers);
         }
-        let seed = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64
-            ^ (u64::from(std::process::id()) << 40);
+        if self.write_behind {
+            let authority = &self.tiers[self.tiers.len() - 2];
+            if authority.max_ttl.is_some() || authority.store.kind() == "memory" {
+                return Err(CascadeConfigError::WriteBehindNeedsSharedAuthority);
+            }
+        }
         Ok(CascadeStore {
             inner: Arc::new(Inner {
                 tiers: self.tiers,
                 write_behind: self.write_behind,
-                next_version: AtomicU64::new(seed),
+                versions: std::hash::RandomState::new(),
+                written: AtomicU64::new(0),
             }),
         })
     }
@@ -194,6 +218,61 @@ impl CascadeStore {
         self.inner.tiers.len() - 1 - usize::from(self.inner.write_behind)
     }
 
+    /// A version no other write is expected to have: 64 random bits
+    /// (this process's random keys hashing a count and the time).
+    fn new_version(&self) -> u64 {
+        use std::hash::BuildHasher;
+        let n = self.inner.written.fetch_add(1, Ordering::Relaxed);
+        let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        self.inner.versions.hash_one((n, now)).max(1)
+    }
+
+    /// Copies written to `tiers` after the authoritative tier held
+    /// `version` are taken back unless it still does: a delete or a newer
+    /// write that reached the authoritative tier meanwhile may have reached
+    /// their tiers before them.
+    async fn recheck_copies(&self, tiers: &[Tier], key: &StoreKey, version: Version) {
+        let authority = &self.inner.tiers[self.authoritative()];
+        match Self::recheck(authority, key).await {
+            Ok(Some((current, _))) if current == version => {}
+            Ok(_) => {
+                for tier in tiers {
+                    if let Err(e) = tier.store.delete(key).await {
+                        tracing::warn!(error = %e, "cascade: could not take back a copy the authoritative tier no longer backs");
+                    }
+                }
+            }
+            Err(e) => {
+                // Unknown: the copies are dropped (they are only caches).
+                tracing::error!(error = %e, "cascade: could not re-check the authoritative tier; dropping the copies");
+                for tier in tiers {
+                    let _ = tier.store.delete(key).await;
+                }
+            }
+        }
+    }
+
+    /// [`authority_record`](Self::authority_record), retried a few times
+    /// when the tier fails (a failed re-check is not a delete).
+    async fn recheck(
+        authority: &Tier,
+        key: &StoreKey,
+    ) -> Result<Option<(Version, StoredRecord)>, StoreError> {
+        let mut wait = Duration::from_millis(25);
+        let mut attempt = 0;
+        loop {
+            match Self::authority_record(authority, key).await {
+                Err(e) if attempt < 3 => {
+                    tracing::debug!(error = %e, attempt, "cascade: re-check of the authoritative tier failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The authoritative tier's record under `key` and the cascade version
     /// framed in it.
     async fn authority_record(
@@ -204,16 +283,6 @@ impl CascadeStore {
             let (version, _, _) = unframe(&record.bytes)?;
             Some((version, record))
         }))
-    }
-
-    /// The cascade version the authoritative tier holds for `key`, if any
-    /// (an unreachable tier counts as holding none).
-    async fn authority_version(authority: &Tier, key: &StoreKey) -> Option<Version> {
-        Self::authority_record(authority, key)
-            .await
-            .ok()
-            .flatten()
-            .map(|(version, _)| version)
     }
 
     fn tier_deadline(tier: &Tier, expires_at: OffsetDateTime) -> OffsetDateTime {
@@ -281,8 +350,14 @@ impl Store for CascadeStore {
             // in the fastest tier, which would copy the record for nothing).
             if i > 0 {
                 let refreshed = frame(version.0, expires_at, body);
-                for faster in &tiers[..i] {
-                    Self::write_copy(faster, key, &refreshed, expires_at).await;
+                let faster = &tiers[..i];
+                for tier in faster {
+                    Self::write_copy(tier, key, &refreshed, expires_at).await;
+                }
+                // Read from the authoritative tier or behind it: a logout
+                // since must not leave these copies behind.
+                if i >= self.authoritative() {
+                    self.recheck_copies(faster, key, version).await;
                 }
             }
             let expires_at = Some(expires_at);
@@ -300,7 +375,7 @@ impl Store for CascadeStore {
     ) -> Result<SaveOutcome, StoreError> {
         let authority_index = self.authoritative();
         let authority = &self.inner.tiers[authority_index];
-        let version = self.inner.next_version.fetch_add(1, Ordering::Relaxed);
+        let version = self.new_version();
         let bytes = frame(version, expires_at, record);
         if let Some(limit) = authority.store.max_record_size() {
             if bytes.len() > limit {
@@ -338,8 +413,12 @@ impl Store for CascadeStore {
             }
             return Ok(SaveOutcome::Conflict);
         }
-        for tier in &self.inner.tiers[..authority_index] {
+        let faster = &self.inner.tiers[..authority_index];
+        for tier in faster {
             Self::write_copy(tier, key, &bytes, expires_at).await;
+        }
+        if !faster.is_empty() {
+            self.recheck_copies(faster, key, Version(version)).await;
         }
         if self.inner.write_behind {
             let inner = self.inner.clone();
@@ -350,27 +429,40 @@ impl Store for CascadeStore {
                 // A delete (logout, renewal) or a newer write since makes
                 // this copy moot: writing it would bring a revoked session
                 // back, or an older one over a newer.
-                if Self::authority_version(authority, &key).await != Some(Version(version)) {
-                    return;
-                }
-                Self::write_copy(slowest, &key, &bytes, expires_at).await;
-                // A delete or write that ran while this one was on its way
-                // may have been overtaken by it: leave the slowest tier as
-                // the authority now is.
-                match Self::authority_record(authority, &key).await {
+                match Self::recheck(authority, &key).await {
                     Ok(Some((current, _))) if current == Version(version) => {}
-                    Ok(Some((_, record))) => {
-                        let deadline = record.expires_at.unwrap_or(expires_at);
-                        Self::write_copy(slowest, &key, &record.bytes, deadline).await;
-                    }
-                    Ok(None) => {
-                        if let Err(e) = slowest.store.delete(&key).await {
-                            tracing::warn!(error = %e, "cascade: could not take back a write-behind copy of a deleted session");
-                        }
-                    }
+                    Ok(_) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cascade: write-behind could not re-check the authoritative tier; dropping its copy");
-                        let _ = slowest.store.delete(&key).await;
+                        tracing::error!(error = %e, "cascade: write-behind could not check the authoritative tier; the slowest tier misses this write");
+                        return;
+                    }
+                }
+                let (mut bytes, mut deadline, mut written) = (bytes, expires_at, Version(version));
+                // Write, then leave the slowest tier as the authority now is:
+                // a delete or write that ran while this copy was on its way
+                // may have been overtaken by it. Each fix-up is checked the
+                // same way, a few times at most (every later write has a
+                // write-behind task of its own).
+                for _ in 0..4 {
+                    Self::write_copy(slowest, &key, &bytes, deadline).await;
+                    match Self::recheck(authority, &key).await {
+                        Ok(Some((current, _))) if current == written => return,
+                        Ok(Some((current, record))) => {
+                            deadline = record.expires_at.unwrap_or(deadline);
+                            bytes = record.bytes;
+                            written = current;
+                        }
+                        Ok(None) => {
+                            if let Err(e) = slowest.store.delete(&key).await {
+                                tracing::error!(error = %e, "cascade: could not take back a write-behind copy of a deleted session");
+                            }
+                            return;
+                        }
+                        Err(e) => {
+                            // The copy was acknowledged: it stays.
+                            tracing::error!(error = %e, "cascade: write-behind could not re-check the authoritative tier after writing");
+                            return;
+                        }
                     }
                 }
             });
@@ -422,8 +514,14 @@ impl Store for CascadeStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let mut first_error = None;
-        for tier in &self.inner.tiers {
+        // The authoritative tier first: a copy written elsewhere after this
+        // is seen by its writer's re-check (see the type's docs).
+        let authority = self.authoritative();
+        let mut first_error = self.inner.tiers[authority].store.delete(key).await.err();
+        for (i, tier) in self.inner.tiers.iter().enumerate() {
+            if i == authority {
+                continue;
+            }
             if let Err(e) = tier.store.delete(key).await {
                 first_error.get_or_insert(e);
             }
@@ -492,8 +590,13 @@ mod tests {
             inner: MemoryStore::new(),
             delay,
         });
+        // A memory store standing in for a shared one (memcached).
+        let shared = Slow {
+            inner: MemoryStore::new(),
+            delay: Duration::ZERO,
+        };
         let cascade = CascadeStore::builder()
-            .tier(MemoryStore::new())
+            .tier(shared)
             .tier(slow.clone())
             .write_behind(true)
             .build()
@@ -610,5 +713,147 @@ mod tests {
             a.load(&key).await.unwrap().is_none(),
             "the conflict dropped the stale copy"
         );
+    }
+
+    /// Three tiers: a shared cache (its saves slowed by `delay`, so a copy
+    /// is on its way while something else happens) in front of the
+    /// authoritative tier; both handed back for checks.
+    fn slow_copies(delay: Duration) -> (CascadeStore, Arc<Slow>, Arc<MemoryStore>) {
+        let copies = Arc::new(Slow {
+            inner: MemoryStore::new(),
+            delay,
+        });
+        let authority = Arc::new(MemoryStore::new());
+        let cascade = CascadeStore::builder()
+            .tier(copies.clone())
+            .tier(authority.clone())
+            .build()
+            .unwrap();
+        (cascade, copies, authority)
+    }
+
+    /// A read that found the session in the authoritative tier copies it
+    /// into the faster one; a logout that ran meanwhile must not leave that
+    /// copy readable.
+    #[tokio::test]
+    async fn a_fill_back_on_its_way_during_a_logout_is_taken_back() {
+        let (cascade, copies, authority) = slow_copies(Duration::from_millis(60));
+        let key = key();
+        let bytes = frame(7, later(), b"logged in");
+        authority
+            .save(&key, &bytes, later(), SaveCondition::Always)
+            .await
+            .unwrap();
+        let read = {
+            let (cascade, key) = (cascade.clone(), key.clone());
+            tokio::spawn(async move { cascade.load(&key).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cascade.delete(&key).await.unwrap();
+        read.await.unwrap();
+        assert!(
+            copies.inner.load(&key).await.unwrap().is_none(),
+            "a copy outlived its authority's record"
+        );
+        assert!(cascade.load(&key).await.unwrap().is_none());
+    }
+
+    /// The copies a save writes after the authoritative tier took it are
+    /// taken back when a logout reached the authoritative tier meanwhile.
+    #[tokio::test]
+    async fn the_copies_of_a_save_on_their_way_during_a_logout_are_taken_back() {
+        let (cascade, copies, _) = slow_copies(Duration::from_millis(60));
+        let key = key();
+        let save = {
+            let (cascade, key) = (cascade.clone(), key.clone());
+            tokio::spawn(async move {
+                cascade
+                    .save(&key, b"logged in", later(), SaveCondition::IfAbsent)
+                    .await
+                    .unwrap()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cascade.delete(&key).await.unwrap();
+        save.await.unwrap();
+        assert!(
+            copies.inner.load(&key).await.unwrap().is_none(),
+            "a copy outlived its authority's record"
+        );
+    }
+
+    #[test]
+    fn write_behind_behind_a_private_tier_is_refused() {
+        for first in [
+            CascadeStore::builder().tier(MemoryStore::new()),
+            CascadeStore::builder().cache_tier(MemoryStore::new(), Duration::from_secs(1)),
+        ] {
+            let refused = first
+                .tier(MemoryStore::new())
+                .write_behind(true)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(refused, CascadeConfigError::WriteBehindNeedsSharedAuthority),
+                "{refused}"
+            );
+        }
+    }
+
+    /// A store whose loads fail while `failing` is set.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: MemoryStore,
+        failing: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+            let left = self.failing.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failing.store(left - 1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable("flaky".into()));
+            }
+            self.inner.load(key).await
+        }
+        async fn save(
+            &self,
+            key: &StoreKey,
+            record: &[u8],
+            expires_at: OffsetDateTime,
+            condition: SaveCondition,
+        ) -> Result<SaveOutcome, StoreError> {
+            self.inner.save(key, record, expires_at, condition).await
+        }
+        async fn touch(&self, key: &StoreKey, at: OffsetDateTime) -> Result<bool, StoreError> {
+            self.inner.touch(key, at).await
+        }
+        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+    }
+
+    /// A write-behind whose first re-check of the authoritative tier fails
+    /// retries it: the acknowledged write reaches the slowest tier.
+    #[tokio::test]
+    async fn a_failed_recheck_is_retried_not_taken_for_a_delete() {
+        let authority = Arc::new(Flaky::default());
+        let slowest = Arc::new(MemoryStore::new());
+        let cascade = CascadeStore::builder()
+            .tier(authority.clone())
+            .tier(slowest.clone())
+            .write_behind(true)
+            .build()
+            .unwrap();
+        let key = key();
+        authority.failing.store(1, Ordering::SeqCst);
+        cascade
+            .save(&key, b"acknowledged", later(), SaveCondition::Always)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let copy = slowest.load(&key).await.unwrap().expect("written behind");
+        assert_eq!(unframe(&copy.bytes).unwrap().2, b"acknowledged");
     }
 }
