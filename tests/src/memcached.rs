@@ -233,3 +233,78 @@ impl<G: Send + Sync + 'static> session_core::Store for WithServers<G> {
         self.store.seals_at_rest()
     }
 }
+
+/// A TCP proxy in front of a server that holds back some of the server's
+/// replies: every `every`-th chunk the server sends (counted over all
+/// connections, so a client that reconnects does not start the count
+/// again) reaches the client `delay` late, and everything behind it waits
+/// (order is kept). A slow server, as a client sees one. Runs on the
+/// current tokio runtime until dropped.
+pub struct SlowProxy {
+    /// `127.0.0.1:PORT` to connect to instead of the server.
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowProxy {
+    /// Proxies `upstream`, holding back every `every`-th reply by `delay`.
+    pub async fn start(upstream: &str, delay: Duration, every: usize) -> SlowProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy port");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let upstream = upstream.to_owned();
+        let chunks = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let chunks = chunks.clone();
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let (tx, mut rx) =
+                        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    let down = tokio::spawn(async move {
+                        while let Some((at, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(at).await;
+                            if client_write.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let held = chunks.fetch_add(1, Ordering::SeqCst).is_multiple_of(every);
+                        let at =
+                            tokio::time::Instant::now() + if held { delay } else { Duration::ZERO };
+                        if tx.send((at, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                    drop(tx);
+                    let _ = down.await;
+                    up.abort();
+                });
+            }
+        });
+        SlowProxy { addr, task }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -408,3 +408,116 @@ async fn cascade_keeps_serving_from_files_when_memcached_is_down() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One of three servers is slow: a third of its replies come 400 ms late
+/// (past the 250 ms timeout), the rest at once. Its fast replies must not
+/// keep it "healthy": it is marked down on the rate of its timeouts, and
+/// its share then fails at once instead of waiting out the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_slowly_is_marked_down() {
+    use session_tests::memcached::SlowProxy;
+    let servers: Vec<MemcachedProcess> = (0..3).map(|_| MemcachedProcess::start(&[])).collect();
+    let slow = SlowProxy::start(&servers[2].addr, Duration::from_millis(400), 3).await;
+    let addrs = vec![
+        servers[0].addr.clone(),
+        servers[1].addr.clone(),
+        slow.addr.clone(),
+    ];
+    let op_timeout = Duration::from_millis(250);
+    let store = MemcacheStore::builder(addrs)
+        .op_timeout(op_timeout)
+        .connect_timeout(op_timeout)
+        .build()
+        .unwrap();
+    let on_slow: Vec<StoreKey> = keys(400)
+        .into_iter()
+        .filter(|k| store.server_for(k) == slow.addr)
+        .take(60)
+        .collect();
+    assert!(
+        on_slow.len() >= 40,
+        "the ring gives the slow server its share"
+    );
+    let mut timeouts = 0;
+    let mut marked_down_after = None;
+    for (i, k) in on_slow.iter().enumerate() {
+        match store.save(k, b"v", later(), SaveCondition::Always).await {
+            Err(StoreError::Timeout(_)) => timeouts += 1,
+            Err(e) if e.is_unavailable() => {
+                marked_down_after.get_or_insert(i);
+            }
+            _ => {}
+        }
+        if store.is_marked_down(&slow.addr) {
+            marked_down_after.get_or_insert(i);
+            break;
+        }
+    }
+    let after = marked_down_after.unwrap_or_else(|| {
+        panic!(
+            "{timeouts} timeouts in {} requests, never marked down",
+            on_slow.len()
+        )
+    });
+    assert!(after <= 40, "marked down only after {after} requests");
+    // Down: its share fails at once; the other servers serve theirs.
+    let started = Instant::now();
+    let refused = store
+        .save(&on_slow[0], b"v", later(), SaveCondition::Always)
+        .await;
+    assert!(
+        matches!(refused, Err(ref e) if e.is_unavailable()),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(50));
+    let elsewhere = keys(50)
+        .into_iter()
+        .find(|k| store.server_for(k) != slow.addr)
+        .unwrap();
+    assert!(store
+        .save(&elsewhere, b"v", later(), SaveCondition::Always)
+        .await
+        .is_ok());
+}
+
+/// Waiting for a free in-flight slot counts against a request's timeout:
+/// behind a server whose replies all come late, no call takes much more
+/// than the timeout, however many wait for the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_an_in_flight_slot_counts_against_the_timeout() {
+    use session_tests::memcached::SlowProxy;
+    let server = MemcachedProcess::start(&[]);
+    let slow = SlowProxy::start(&server.addr, Duration::from_millis(400), 1).await;
+    let op_timeout = Duration::from_millis(250);
+    let store = Arc::new(
+        MemcacheStore::builder([slow.addr.clone()])
+            .connections(1)
+            .max_in_flight(2)
+            .op_timeout(op_timeout)
+            .connect_timeout(op_timeout)
+            .build()
+            .unwrap(),
+    );
+    let calls: Vec<_> = keys(8)
+        .into_iter()
+        .map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = store.load(&k).await;
+                (started.elapsed(), result)
+            })
+        })
+        .collect();
+    for call in calls {
+        let (took, result) = call.await.unwrap();
+        assert!(
+            result.is_err(),
+            "a reply 400 ms late came in time: {result:?}"
+        );
+        assert!(
+            took < op_timeout + Duration::from_millis(150),
+            "a call took {took:?} with a timeout of {op_timeout:?}"
+        );
+    }
+}

@@ -6,10 +6,14 @@
 //! and hands each to the request at the head of the in-flight queue,
 //! checking that the reply carries that request's opaque token. A caller
 //! that gives up (its future dropped) only drops its reply slot; the reply
-//! is read and discarded, and the connection lives on. The task keeps one
-//! timer, armed for the oldest request in flight: when it fires, every
-//! request in flight fails with a timeout and the connection is closed (a
-//! late reply would answer the wrong request).
+//! is read and discarded, and the connection lives on. A request's time
+//! runs from the call, so waiting for a free in-flight slot counts. The
+//! task keeps one timer: a request whose time is up fails alone with a
+//! timeout, and stays in the queue (abandoned) until its late reply comes,
+//! which is checked against its token and discarded, so one slow reply
+//! fails only its own request. A server that sends no reply at all for
+//! [`ABANDON_GRACE`] more closes the connection (everything in flight
+//! fails).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,6 +41,10 @@ pub(crate) enum Failure {
     Protocol(String),
 }
 
+/// How long past its deadline an abandoned request's reply may still come
+/// before the connection is given up.
+pub(crate) const ABANDON_GRACE: Duration = Duration::from_secs(2);
+
 /// How a connection ended, for the server's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -56,7 +64,17 @@ pub(crate) enum Ended {
 pub(crate) struct Request {
     pub(crate) bytes: Vec<u8>,
     pub(crate) opaque: u32,
+    /// When the caller stops waiting (its call time plus the timeout).
+    pub(crate) deadline: Instant,
     pub(crate) reply: oneshot::Sender<Result<Reply, Failure>>,
+}
+
+/// What the connection reports to its server's health.
+pub(crate) trait Health: Send + Sync + 'static {
+    /// A reply came in time.
+    fn answered(&self);
+    /// A request's time ran out before its reply.
+    fn timed_out(&self);
 }
 
 /// The handle callers queue requests through. Cloning is cheap.
@@ -64,40 +82,35 @@ pub(crate) struct Request {
 pub(crate) struct Conn {
     queue: mpsc::Sender<Request>,
     opaque: Arc<AtomicU32>,
+    op_timeout: Duration,
 }
 
 impl Conn {
-    /// Starts the task that drives `stream`; `on_end` runs once when the
-    /// connection ends, and `on_reply` after each reply (health).
+    /// Starts the task that drives `stream` (at most `limits.0` requests
+    /// in flight, each allowed `limits.1`); `on_end` runs once when the
+    /// connection ends, and `health` hears of each reply and timeout.
     pub(crate) fn spawn(
         stream: TcpStream,
-        max_in_flight: usize,
-        op_timeout: Duration,
-        on_reply: impl Fn() + Send + Sync + 'static,
+        limits: (usize, Duration),
+        health: impl Health,
         on_end: impl FnOnce(Ended) + Send + 'static,
     ) -> Conn {
+        let (max_in_flight, op_timeout) = limits;
         let (queue, rx) = mpsc::channel(max_in_flight);
         tokio::spawn(async move {
             let mut in_flight = VecDeque::new();
-            let (ended, failure) = drive(
-                stream,
-                rx,
-                &mut in_flight,
-                max_in_flight,
-                op_timeout,
-                &on_reply,
-            )
-            .await;
+            let (ended, failure) = drive(stream, rx, &mut in_flight, max_in_flight, &health).await;
             // Health first, so a caller that sees its failure also sees the
             // server marked down.
             on_end(ended);
             for request in in_flight {
-                let _ = request.reply.send(Err(failure.clone()));
+                request.answer(Err(failure.clone()));
             }
         });
         Conn {
             queue,
             opaque: Arc::new(AtomicU32::new(0)),
+            op_timeout,
         }
     }
 
@@ -113,33 +126,61 @@ impl Conn {
         let mut bytes = Vec::with_capacity(128);
         encode(&mut bytes, opaque);
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + self.op_timeout;
         let request = Request {
             bytes,
             opaque,
+            deadline,
             reply,
         };
-        // A full queue is back-pressure: wait for room. The task bounds the
-        // wait (it fails what it holds when the server stops answering).
-        let queued = match self.queue.try_send(request) {
-            Ok(()) => Ok(()),
+        // A full queue is back-pressure: wait for room, within the
+        // request's time (nothing is sent if it runs out).
+        match self.queue.try_send(request) {
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(request)) => {
-                self.queue.send(request).await.map_err(|_| ())
+                match tokio::time::timeout_at(deadline, self.queue.send(request)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(Failure::NotSent),
+                    Err(_) => return Err(Failure::Timeout),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-        };
-        if queued.is_err() {
-            return Err(Failure::NotSent);
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Failure::NotSent),
         }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Failure::Closed("connection closed".into())))
+        // The task fails a request in flight at its deadline; one still in
+        // the queue (the connection full of late replies) is given up here,
+        // and the task skips it unsent when it gets to it.
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(answered) => {
+                answered.unwrap_or_else(|_| Err(Failure::Closed("connection closed".into())))
+            }
+            Err(_) => Err(Failure::Timeout),
+        }
     }
 }
 
 struct InFlight {
     opaque: u32,
     deadline: Instant,
-    reply: oneshot::Sender<Result<Reply, Failure>>,
+    /// `None` once the request was failed with a timeout: its late reply
+    /// is read and discarded.
+    reply: Option<oneshot::Sender<Result<Reply, Failure>>>,
+}
+
+impl InFlight {
+    /// When the timer must next look at this request.
+    fn due(&self) -> Instant {
+        match self.reply {
+            Some(_) => self.deadline,
+            None => self.deadline + ABANDON_GRACE,
+        }
+    }
+
+    fn answer(self, result: Result<Reply, Failure>) {
+        if let Some(reply) = self.reply {
+            // A dropped receiver is a cancelled caller: nothing to do.
+            let _ = reply.send(result);
+        }
+    }
 }
 
 /// Most bytes written in one go; more queued requests wait for the next.
@@ -158,7 +199,7 @@ fn closed(
         in_flight.push_back(InFlight {
             opaque: request.opaque,
             deadline: now,
-            reply: request.reply,
+            reply: Some(request.reply),
         });
     }
     let failure = Failure::Closed(why.clone());
@@ -182,15 +223,14 @@ async fn drive(
     mut queue: mpsc::Receiver<Request>,
     in_flight: &mut VecDeque<InFlight>,
     max_in_flight: usize,
-    op_timeout: Duration,
-    on_reply: &(impl Fn() + Sync),
+    health: &impl Health,
 ) -> (Ended, Failure) {
     let (mut reader, mut writer) = stream.into_split();
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut written = 0usize;
     let mut input: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut parsed_to = 0usize;
-    let timer = tokio::time::sleep(op_timeout);
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(timer);
     let mut armed_for: Option<Instant> = None;
     let mut queue_open = true;
@@ -201,13 +241,20 @@ async fn drive(
             // The store dropped every handle and nothing is outstanding.
             return (Ended::Idle, Failure::Closed("connection closed".into()));
         }
-        // One timer for the connection, armed for the oldest request.
-        match in_flight.front() {
-            Some(front) if armed_for != Some(front.deadline) => {
-                timer.as_mut().reset(front.deadline);
-                armed_for = Some(front.deadline);
+        // One timer for the connection, armed for the first request that
+        // is waited for, or the oldest abandoned one's grace.
+        let due = in_flight
+            .iter()
+            .find(|r| r.reply.is_some())
+            .map(InFlight::due)
+            .into_iter()
+            .chain(in_flight.front().map(InFlight::due))
+            .min();
+        if let Some(due) = due {
+            if armed_for != Some(due) {
+                timer.as_mut().reset(due);
+                armed_for = Some(due);
             }
-            _ => {}
         }
         let room = in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES;
         tokio::select! {
@@ -235,21 +282,27 @@ async fn drive(
                                     "reply for opaque {:?} where {} was expected",
                                     reply.opaque, request.opaque
                                 );
-                                let _ = request.reply.send(Err(Failure::Protocol(why.clone())));
+                                request.answer(Err(Failure::Protocol(why.clone())));
                                 return desync(why);
                             }
-                            on_reply();
                             served = true;
-                            // A dropped receiver is a cancelled caller: nothing to do.
-                            let _ = request.reply.send(Ok(reply));
+                            // A late reply to a request already failed
+                            // with a timeout says nothing good of the
+                            // server's health.
+                            if request.reply.is_some() {
+                                health.answered();
+                            }
+                            request.answer(Ok(reply));
                         }
                         Ok(Parsed::ServerError(message, used)) => {
                             parsed_to += used;
                             let Some(request) = in_flight.pop_front() else {
                                 return desync("a reply nobody asked for".into());
                             };
-                            on_reply();
-                            let _ = request.reply.send(Err(Failure::Protocol(message)));
+                            if request.reply.is_some() {
+                                health.answered();
+                            }
+                            request.answer(Err(Failure::Protocol(message)));
                         }
                         Err(error) => return desync(error.0),
                     }
@@ -280,15 +333,21 @@ async fn drive(
                     continue;
                 };
                 // Take everything queued meanwhile: one write for all of it.
-                let deadline = Instant::now() + op_timeout;
                 let mut next = Some(request);
                 for round in 0..2 {
                     while let Some(request) = next.take() {
+                        if request.deadline <= Instant::now() {
+                            // Its caller stopped waiting: not sent at all.
+                            health.timed_out();
+                            let _ = request.reply.send(Err(Failure::Timeout));
+                            next = queue.try_recv().ok();
+                            continue;
+                        }
                         out.extend_from_slice(&request.bytes);
                         in_flight.push_back(InFlight {
                             opaque: request.opaque,
-                            deadline,
-                            reply: request.reply,
+                            deadline: request.deadline,
+                            reply: Some(request.reply),
                         });
                         if in_flight.len() < max_in_flight && out.len() < MAX_BATCH_BYTES {
                             next = queue.try_recv().ok();
@@ -305,9 +364,24 @@ async fn drive(
                 }
             }
             () = &mut timer, if !in_flight.is_empty() => {
-                if in_flight.front().is_some_and(|f| f.deadline <= Instant::now()) {
+                let now = Instant::now();
+                // No reply at all, even late: the server is stuck, or the
+                // stream lost; give the connection up.
+                if in_flight.front().is_some_and(|f| f.reply.is_none() && f.due() <= now) {
                     return (Ended::TimedOut, Failure::Timeout);
                 }
+                // Requests whose time is up fail alone; the connection
+                // waits for their replies to discard them.
+                for request in in_flight.iter_mut() {
+                    if request.deadline > now {
+                        break;
+                    }
+                    if let Some(reply) = request.reply.take() {
+                        health.timed_out();
+                        let _ = reply.send(Err(Failure::Timeout));
+                    }
+                }
+                armed_for = None;
             }
         }
     }

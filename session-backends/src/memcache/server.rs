@@ -5,7 +5,11 @@
 //! see, never by a timer of the request path:
 //! - connection refused, reset or closed with requests in flight: down at
 //!   once (the requests in flight fail);
-//! - three timeouts in a row: down;
+//! - timeouts at a rate: three in a row, or a quarter of the last 32
+//!   requests (a reply that comes late counts as a timeout, not as an
+//!   answer), so a server that answers slowly is marked down too;
+//! - no reply at all, even late, for a while past a request's timeout:
+//!   down;
 //! - while down, requests fail at once (no connection attempt) and one
 //!   background prober per server connects and sends `mn` every ~250 ms
 //!   (±20 % jitter, slowing to 800 ms during long outages); its first success
@@ -14,7 +18,7 @@
 //! A connection the server closed while idle is replaced by the next request
 //! without an error.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -22,12 +26,15 @@ use session_core::StoreError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::conn::{Conn, Ended, Failure};
+use super::conn::{Conn, Ended, Failure, Health};
 use super::proto::{self, Reply};
 use super::Credentials;
 
 /// Timeouts in a row that mark a server down.
-const TIMEOUTS_TO_DOWN: u32 = 3;
+const TIMEOUTS_IN_A_ROW: u32 = 3;
+/// Timeouts among the last [`WINDOW`] requests that mark a server down.
+const TIMEOUTS_IN_WINDOW: u32 = 8;
+const WINDOW: u32 = 32;
 /// First and longest pause between probes of a down server; with ±20 %
 /// jitter the longest stays under a second, so a server is back within a
 /// second of accepting connections however long it was down.
@@ -50,7 +57,9 @@ pub(crate) struct Server {
     slots: Vec<Slot>,
     next_slot: AtomicUsize,
     down: AtomicBool,
-    timeouts: AtomicU32,
+    /// The last [`WINDOW`] requests' outcomes, newest in the lowest bit
+    /// (1: timed out).
+    outcomes: AtomicU64,
     probing: AtomicBool,
     /// Itself, for the tasks it spawns (they must not keep it alive).
     this: Weak<Server>,
@@ -75,7 +84,7 @@ impl Server {
             settings,
             next_slot: AtomicUsize::new(0),
             down: AtomicBool::new(false),
-            timeouts: AtomicU32::new(0),
+            outcomes: AtomicU64::new(0),
             probing: AtomicBool::new(false),
             this: this.clone(),
         })
@@ -150,16 +159,6 @@ impl Server {
     /// Connects, authenticates, and starts the connection's task.
     async fn open(&self) -> Result<Conn, String> {
         let stream = connect(&self.addr, &self.settings).await?;
-        let on_reply = {
-            let this = self.this.clone();
-            move || {
-                if let Some(server) = this.upgrade() {
-                    if server.timeouts.load(Ordering::Relaxed) != 0 {
-                        server.timeouts.store(0, Ordering::Relaxed);
-                    }
-                }
-            }
-        };
         let on_end = {
             let this = self.this.clone();
             move |ended: Ended| {
@@ -170,9 +169,8 @@ impl Server {
         };
         Ok(Conn::spawn(
             stream,
-            self.settings.max_in_flight,
-            self.settings.op_timeout,
-            on_reply,
+            (self.settings.max_in_flight, self.settings.op_timeout),
+            ServerHealth(self.this.clone()),
             on_end,
         ))
     }
@@ -184,11 +182,7 @@ impl Server {
             }
             Ended::Broken(why) => self.mark_down(&why),
             Ended::TimedOut => {
-                let count = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(server = %self.addr, timeouts_in_a_row = count, "memcached command timed out; connection closed");
-                if count >= TIMEOUTS_TO_DOWN {
-                    self.mark_down("timeouts in a row");
-                }
+                self.mark_down("no reply, even late; connection closed");
             }
             Ended::Desync(why) => {
                 tracing::error!(server = %self.addr, error = %why, "memcached connection out of step; closed")
@@ -210,11 +204,52 @@ impl Server {
         }
     }
 
+    /// Records one request's outcome; marks the server down when timeouts
+    /// come at the rate that says it is not keeping up.
+    fn record(&self, timed_out: bool) {
+        let mask = (1u64 << WINDOW) - 1;
+        let shift = |o: u64| ((o << 1) | u64::from(timed_out)) & mask;
+        let Ok(before) = self
+            .outcomes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| Some(shift(o)))
+        else {
+            return;
+        };
+        if !timed_out {
+            return;
+        }
+        let outcomes = shift(before);
+        let in_a_row = (outcomes.trailing_ones()).min(WINDOW);
+        let in_window = outcomes.count_ones();
+        tracing::warn!(server = %self.addr, timeouts_in_a_row = in_a_row, timeouts_in_window = in_window, "memcached command timed out");
+        if in_a_row >= TIMEOUTS_IN_A_ROW || in_window >= TIMEOUTS_IN_WINDOW {
+            self.mark_down("timeouts at a rate: too slow to serve");
+        }
+    }
+
     fn mark_up(&self, conn: Conn) {
-        self.timeouts.store(0, Ordering::Relaxed);
+        self.outcomes.store(0, Ordering::Relaxed);
         *lock(&self.slots[0].conn) = Some(conn);
         self.down.store(false, Ordering::Release);
         tracing::info!(server = %self.addr, "memcached server is back");
+    }
+}
+
+/// A connection's reports on its server's health (weak: connections must
+/// not keep their server alive).
+struct ServerHealth(Weak<Server>);
+
+impl Health for ServerHealth {
+    fn answered(&self) {
+        if let Some(server) = self.0.upgrade() {
+            server.record(false);
+        }
+    }
+
+    fn timed_out(&self) {
+        if let Some(server) = self.0.upgrade() {
+            server.record(true);
+        }
     }
 }
 
