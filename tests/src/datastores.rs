@@ -215,7 +215,11 @@ impl PostgresProcess {
 
     fn try_start(&mut self) -> bool {
         let bin = postgres_bin_dir();
-        let mut child = as_postgres(&bin.join("postgres"))
+        let mut command = as_postgres(&bin.join("postgres"));
+        // A process group of its own (the postmaster's pid), so that
+        // `pause` stops every backend with it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
@@ -255,6 +259,27 @@ impl PostgresProcess {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         assert!(self.try_start(), "postgres did not restart");
+    }
+
+    /// Stalls the server and every backend (SIGSTOP to its process
+    /// group): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal_group("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_group("-CONT");
+    }
+
+    fn signal_group(&self, signal: &str) {
+        let child = self.child.as_ref().expect("postgres is running");
+        let group = format!("-{}", child.id());
+        let status = Command::new("kill")
+            .args([signal, "--", &group])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {group}");
     }
 }
 
