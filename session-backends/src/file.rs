@@ -504,16 +504,25 @@ impl Store for FileStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let path = self.inner.path(key)?;
         self.blocking(move |inner| {
-            Ok(inner
-                .read(&path)
-                .map_err(io_error)?
-                .map(|(version, deadline, bytes)| {
-                    StoredRecord::new(
-                        bytes,
-                        Version(version),
-                        Some(OffsetDateTime::from(deadline)),
-                    )
-                }))
+            let Some((version, deadline, bytes)) = inner.read(&path).map_err(io_error)? else {
+                return Ok(None);
+            };
+            // A modification time past what a date can hold (set by hand):
+            // not a deadline this store wrote.
+            let Some(deadline) = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+            else {
+                tracing::warn!("ignoring a session file with an impossible deadline");
+                return Ok(None);
+            };
+            Ok(Some(StoredRecord::new(
+                bytes,
+                Version(version),
+                Some(deadline),
+            )))
         })
         .await
     }

@@ -232,6 +232,9 @@ struct Sql {
     touch: String,
     delete: String,
     sweep: String,
+    /// Whether the table is there already (names are checked to be plain
+    /// identifiers, so quoting them in a literal is safe).
+    exists: String,
     migrate: Vec<String>,
 }
 
@@ -239,7 +242,8 @@ impl Sql {
     fn new(table: &str, schema: &str, name: &str) -> Sql {
         Sql {
             load: format!(
-                "SELECT version, expires_at, data FROM {table} WHERE key = $1 AND expires_at > now()"
+                "SELECT version, CASE WHEN expires_at < '9999-12-31' THEN expires_at END, data \
+                 FROM {table} WHERE key = $1 AND expires_at > now()"
             ),
             cas: format!(
                 "UPDATE {table} SET version = version + 1, expires_at = $3, data = $4 \
@@ -265,6 +269,7 @@ impl Sql {
                 "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
                  WHERE expires_at <= now() LIMIT {SWEEP_BATCH} FOR UPDATE SKIP LOCKED)"
             ),
+            exists: format!("SELECT to_regclass('{table}') IS NOT NULL"),
             migrate: vec![
                 format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
                 format!(
@@ -329,6 +334,26 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
+/// SQLSTATE of a write refused by a read-only server.
+const READ_ONLY: &str = "25006";
+
+/// Whether `e` is a write refused by a read-only server: that connection
+/// is then not returned to the pool, so the next one is made afresh (to a
+/// promoted primary, with several hosts and `target_session_attrs`).
+fn is_read_only(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code().code() == READ_ONLY)
+}
+
+/// A statement's error as a store error; a connection that answered
+/// read-only leaves the pool (see [`is_read_only`]).
+fn failed(client: deadpool_postgres::Object, e: tokio_postgres::Error) -> StoreError {
+    if is_read_only(&e) {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    db_error(e)
+}
+
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
         // No answer from the server: refused, reset, closed, timed out.
@@ -336,9 +361,16 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
     };
     let message = format!("postgres: {} ({})", db.message(), db.code().code());
     let code = db.code().code();
-    // Class 57: shutting down, starting up, cancelled by the operator;
-    // class 08: connection exceptions. Both pass: a retry later succeeds.
-    if code.starts_with("57") || code.starts_with("08") {
+    // Class 57: shutting down, starting up, cancelled by the operator
+    // (57P01-57P03 among them); class 08: connection exceptions; class 53:
+    // insufficient resources (53300, too many connections); 25006: a
+    // read-only transaction (a demoted primary after a failover). All
+    // pass: a retry later succeeds.
+    if code.starts_with("57")
+        || code.starts_with("08")
+        || code.starts_with("53")
+        || code == READ_ONLY
+    {
         StoreError::Unavailable(message)
     } else {
         StoreError::Backend(message)
@@ -384,6 +416,18 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| pool_error(e, self.inner.op_timeout))?;
+        // A table that is there needs no DDL: none is sent, so a read-only
+        // server (a replica, a demoted primary) or a role without CREATE
+        // still serves the store.
+        let exists: bool = client
+            .query_one(&self.inner.sql.exists, &[])
+            .await
+            .map_err(db_error)?
+            .try_get(0)
+            .map_err(|e| StoreError::Backend(format!("postgres: {e}")))?;
+        if exists {
+            return Ok(());
+        }
         let tx = client.transaction().await.map_err(db_error)?;
         tx.execute("SELECT pg_advisory_xact_lock(7263592201)", &[])
             .await
@@ -506,12 +550,28 @@ impl Store for PostgresStore {
                 .query_opt(&statement, &[&key.as_str().as_bytes()])
                 .await
                 .map_err(db_error)?;
-            Ok(row.map(|row| {
-                let version: i64 = row.get(0);
-                let expires_at: OffsetDateTime = row.get(1);
-                let data: Vec<u8> = row.get(2);
-                StoredRecord::new(data, Version(version as u64), Some(expires_at))
-            }))
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            // A row this store did not write (an `expires_at` of
+            // 'infinity' or past year 9999, a NULL, another column type):
+            // read as absent, never a panic.
+            let parsed = (|| {
+                let version: i64 = row.try_get(0).ok()?;
+                let expires_at: Option<OffsetDateTime> = row.try_get(1).ok()?;
+                let data: Vec<u8> = row.try_get(2).ok()?;
+                Some(StoredRecord::new(
+                    data,
+                    Version(version as u64),
+                    Some(expires_at?),
+                ))
+            })();
+            if parsed.is_none() {
+                tracing::warn!(
+                    "postgres row refused (not one this store wrote); starting a fresh session"
+                );
+            }
+            Ok(parsed)
         })
         .await
     }
@@ -557,10 +617,16 @@ impl Store for PostgresStore {
                         .query_opt(&statement, &[&key, &expires_at, &record, &fresh])
                         .await
                 }
-            }
-            .map_err(db_error)?;
+            };
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Err(failed(client, e)),
+            };
             Ok(match row {
-                Some(row) => SaveOutcome::Saved(Version(row.get::<_, i64>(0) as u64)),
+                Some(row) => match row.try_get::<_, i64>(0) {
+                    Ok(version) => SaveOutcome::Saved(Version(version as u64)),
+                    Err(e) => return Err(StoreError::Backend(format!("postgres: {e}"))),
+                },
                 None => SaveOutcome::Conflict,
             })
         })
@@ -576,9 +642,11 @@ impl Store for PostgresStore {
                 .map_err(db_error)?;
             let updated = client
                 .execute(&statement, &[&key.as_str().as_bytes(), &expires_at])
-                .await
-                .map_err(db_error)?;
-            Ok(updated == 1)
+                .await;
+            match updated {
+                Ok(updated) => Ok(updated == 1),
+                Err(e) => Err(failed(client, e)),
+            }
         })
         .await
     }
@@ -590,11 +658,13 @@ impl Store for PostgresStore {
                 .prepare_cached(&self.inner.sql.delete)
                 .await
                 .map_err(db_error)?;
-            client
+            let deleted = client
                 .execute(&statement, &[&key.as_str().as_bytes()])
-                .await
-                .map_err(db_error)?;
-            Ok(())
+                .await;
+            match deleted {
+                Ok(_) => Ok(()),
+                Err(e) => Err(failed(client, e)),
+            }
         })
         .await
     }

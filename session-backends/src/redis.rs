@@ -277,7 +277,10 @@ impl RedisStore {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.inner.op_timeout)),
             Ok(Err(e))
-                if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() =>
+                if e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || not_now(&e) =>
             {
                 Err(StoreError::Unavailable(format!(
                     "redis {}: {e}",
@@ -289,10 +292,31 @@ impl RedisStore {
     }
 }
 
+/// Replies that mean "not now": a demoted primary (`READONLY`), a server
+/// still loading its data (`LOADING`), a replica whose primary is gone
+/// (`MASTERDOWN`), a cluster moving slots or without quorum (`TRYAGAIN`,
+/// `CLUSTERDOWN`). A retry later succeeds: 503, not 500.
+fn not_now(e: &RedisError) -> bool {
+    matches!(
+        e.code(),
+        Some("READONLY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+    )
+}
+
 /// Milliseconds from now until `expires_at`, at least 1.
 fn millis_left(expires_at: OffsetDateTime) -> i64 {
     let left = (expires_at - OffsetDateTime::now_utc()).whole_milliseconds();
     left.clamp(1, i64::MAX as i128) as i64
+}
+
+/// A record this store did not write: read as absent (the engine starts a
+/// fresh session), with a warning.
+fn refused(why: &str) -> Option<StoredRecord> {
+    tracing::warn!(
+        reason = why,
+        "redis record refused; starting a fresh session"
+    );
+    None
 }
 
 #[async_trait]
@@ -311,13 +335,35 @@ impl Store for RedisStore {
             .arg("d")
             .cmd("PTTL")
             .arg(&key);
-        let ((version, data), ttl): ((Option<u64>, Option<Vec<u8>>), i64) =
-            self.run(pipe.query_async(&mut conn)).await?;
+        let reply: Result<((Option<Vec<u8>>, Option<Vec<u8>>), i64), StoreError> =
+            self.run(pipe.query_async(&mut conn)).await;
+        let ((version, data), ttl) = match reply {
+            Ok(reply) => reply,
+            // Not a hash (another program's string under our key): no
+            // session of ours.
+            Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
+                return Ok(refused("a value that is not a session hash"))
+            }
+            Err(e) => return Err(e),
+        };
         let (Some(version), Some(data)) = (version, data) else {
             return Ok(None);
         };
-        let expires_at = (ttl >= 0)
-            .then(|| OffsetDateTime::now_utc() + session_core::time::Duration::milliseconds(ttl));
+        let Some(version) = std::str::from_utf8(&version)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return Ok(refused("a version that is not a number"));
+        };
+        let expires_at = match ttl {
+            ttl if ttl < 0 => None,
+            ttl => match OffsetDateTime::now_utc()
+                .checked_add(session_core::time::Duration::milliseconds(ttl))
+            {
+                Some(at) => Some(at),
+                None => return Ok(refused("an expiry too far away to be ours")),
+            },
+        };
         Ok(Some(StoredRecord::new(data, Version(version), expires_at)))
     }
 

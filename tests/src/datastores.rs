@@ -100,6 +100,19 @@ impl RedisProcess {
     pub fn restart(&mut self) {
         assert!(self.try_start(), "redis-server did not restart");
     }
+
+    /// Runs one command with `redis-cli` (beside the server binary);
+    /// returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let cli = redis_binary().with_file_name("redis-cli");
+        let output = Command::new(cli)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
 }
 
 impl Drop for RedisProcess {
@@ -259,6 +272,32 @@ impl PostgresProcess {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         assert!(self.try_start(), "postgres did not restart");
+    }
+
+    /// Runs SQL with `psql` (beside the server binaries) as the superuser;
+    /// returns its output.
+    pub fn psql(&self, sql: &str) -> String {
+        let output = Command::new(postgres_bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// Stalls the server and every backend (SIGSTOP to its process

@@ -116,3 +116,92 @@ async fn restarts_keep_every_acknowledged_write_and_unavailability_is_a_503() {
         }
     }
 }
+
+/// Rows this store did not write (an `expires_at` of 'infinity' or past
+/// year 9999) read as absent, never a panic; '-infinity' is expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_it_did_not_write_are_refused() {
+    let server = PostgresProcess::start();
+    let store = PostgresStore::builder(server.url.clone()).build().unwrap();
+    store.migrate().await.unwrap();
+    for (tag, expires) in [
+        ("pg-infinity", "'infinity'"),
+        ("pg-minus-infinity", "'-infinity'"),
+        ("pg-far", "'200000-01-01 00:00:00+00'"),
+    ] {
+        let k = key(tag);
+        store
+            .save(&k, b"v", at(300), SaveCondition::Always)
+            .await
+            .unwrap();
+        server.psql(&format!(
+            "UPDATE sessions SET expires_at = {expires} WHERE key = convert_to('{}', 'UTF8')",
+            k.as_str()
+        ));
+        assert_eq!(store.load(&k).await.unwrap(), None, "{tag}");
+    }
+}
+
+/// A server made read-only (as a demoted primary is): writes are 503 with
+/// a JSON body, reads 200; writable again, writes succeed within 2 s. The
+/// demo creates its table, so this also shows no DDL is re-run while the
+/// server is read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_is_a_503_for_writes_and_writes_resume() {
+    use session_tests::{DemoServer, Framework};
+    let server = PostgresProcess::start();
+    let demo = DemoServer::start(
+        Framework::Rocket,
+        &[
+            ("SESSION_STORE", "postgres"),
+            ("DATABASE_URL", server.url.as_str()),
+            ("SESSION_SECRET", session_tests::SECRET_A),
+        ],
+    );
+    let client = demo.client();
+    assert_eq!(client.get("/counter").await.status, 200);
+    let set_read_only = |on: &str| {
+        server.psql(&format!(
+            "ALTER SYSTEM SET default_transaction_read_only = {on}"
+        ));
+        server.psql("SELECT pg_reload_conf()");
+        server.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+        );
+    };
+    set_read_only("on");
+    // A restarted demo (connecting while the server is read-only) too.
+    let fresh = DemoServer::start(
+        Framework::Axum,
+        &[
+            ("SESSION_STORE", "postgres"),
+            ("DATABASE_URL", server.url.as_str()),
+            ("SESSION_SECRET", session_tests::SECRET_A),
+        ],
+    );
+    for demo in [&demo, &fresh] {
+        let c = demo.adopt(&client);
+        let write = c.get("/counter").await;
+        assert_eq!(write.status, 503, "{}", write.body);
+        assert!(write.body.starts_with('{'), "{}", write.body);
+        let read = c.get("/counter/peek").await;
+        assert_eq!(read.status, 200, "{}", read.body);
+        assert_eq!(read.json(), serde_json::json!({"n": 1}));
+    }
+    set_read_only("off");
+    let back = Instant::now();
+    loop {
+        let r = client.get("/counter").await;
+        if r.status == 200 {
+            assert_eq!(r.json(), serde_json::json!({"n": 2}));
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "writes not back in 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -74,3 +74,78 @@ async fn store_built_while_redis_is_down_works_once_it_is_up() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Records this store did not write (a TTL too large for a date, a string
+/// where a hash belongs, a missing field, a version that is no number) are
+/// read as absent: a fresh session, never a panic or a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_it_did_not_write_are_refused() {
+    let server = RedisProcess::start();
+    let store = RedisStore::builder(server.url.clone()).build().unwrap();
+    let key = |tag: &str| session_backends::conformance::unique_key(tag);
+    let far = key("redis-far");
+    store
+        .save(&far, b"v", later(), SaveCondition::Always)
+        .await
+        .unwrap();
+    let name = |k: &session_core::StoreKey| format!("session:{}", k.as_str());
+    server.cli(&["PEXPIRE", &name(&far), "9000000000000000"]);
+    assert_eq!(
+        store.load(&far).await.unwrap(),
+        None,
+        "a TTL past year 9999"
+    );
+    let string = key("redis-string");
+    server.cli(&["SET", &name(&string), "hello"]);
+    assert_eq!(store.load(&string).await.unwrap(), None, "a string");
+    let half = key("redis-half");
+    server.cli(&["HSET", &name(&half), "v", "1"]);
+    assert_eq!(store.load(&half).await.unwrap(), None, "no data field");
+    let word = key("redis-word");
+    server.cli(&["HSET", &name(&word), "v", "one", "d", "x"]);
+    assert_eq!(
+        store.load(&word).await.unwrap(),
+        None,
+        "a version that is a word"
+    );
+}
+
+/// A primary demoted to a replica of an unreachable host answers writes
+/// with READONLY: 503 (with a JSON body), reads still 200; back to a
+/// primary, writes succeed again within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_server_is_a_503_and_writes_resume_when_it_is_primary_again() {
+    use session_tests::{DemoServer, Framework};
+    let server = RedisProcess::start();
+    let demo = DemoServer::start(
+        Framework::Axum,
+        &[
+            ("SESSION_STORE", "redis"),
+            ("REDIS_URL", server.url.as_str()),
+        ],
+    );
+    let client = demo.client();
+    assert_eq!(client.get("/counter").await.status, 200);
+    server.cli(&["REPLICAOF", "127.0.0.1", "1"]);
+    let write = client.get("/counter").await;
+    assert_eq!(write.status, 503, "{}", write.body);
+    assert!(write.body.starts_with('{'), "{}", write.body);
+    let read = client.get("/counter/peek").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json(), serde_json::json!({"n": 1}));
+    server.cli(&["REPLICAOF", "NO", "ONE"]);
+    let back = Instant::now();
+    loop {
+        let r = client.get("/counter").await;
+        if r.status == 200 {
+            assert_eq!(r.json(), serde_json::json!({"n": 2}));
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "writes not back in 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -337,10 +337,9 @@ impl Store for MemcacheStore {
             .await?;
         match reply.code {
             Code::Value => {
-                let expires_at = reply
-                    .ttl
-                    .filter(|t| *t >= 0)
-                    .map(|t| OffsetDateTime::now_utc() + session_core::time::Duration::seconds(t));
+                let expires_at = reply.ttl.filter(|t| *t >= 0).and_then(|t| {
+                    OffsetDateTime::now_utc().checked_add(session_core::time::Duration::seconds(t))
+                });
                 Ok(Some(StoredRecord::new(
                     reply.value.unwrap_or_default(),
                     Version(reply.cas.unwrap_or(0)),
