@@ -34,18 +34,19 @@ struct Tier {
 ///   fresh data.
 /// - A tier whose size limit a record exceeds is skipped (its stale copy is
 ///   deleted); only the authoritative tier's limit is an error.
-/// - **Deletes** go to the authoritative tier first, then to every other.
+/// - **Deletes** go to every tier, slowest first (with write-behind, the
+///   authoritative tier before all).
 ///   **Touches** go to the authoritative tier first: when it no longer has
 ///   the session (revoked through another process), every faster copy is
 ///   dropped instead of extended.
 ///
 /// **Revocation.** A purge or renewal deletes the session from every tier,
-/// the authoritative one first. Every copy written to another tier after
-/// the authoritative tier was read (a read's fill-back, the copies of a
-/// save, a write-behind copy) is followed by a re-check of the authoritative
-/// tier, and taken back when the record there is gone or newer: either the
-/// re-check sees the delete, or the copy landed before the delete reached
-/// the copy's tier. So a copy that was on its way during a logout cannot
+/// slowest first. Every copy written to a faster tier after a slower one
+/// was read (a read's fill-back, the copies of a save, a write-behind copy)
+/// is followed by a re-check of the tier it came from (the authoritative
+/// one for a save), and taken back when the record there is gone or newer:
+/// either the re-check sees the delete, or the copy landed before the
+/// delete reached the copy's tier. So a copy that was on its way during a logout cannot
 /// bring the session back. What a delete cannot reach is another process's private
 /// memory tier: there a revoked session can still be read until that copy's
 /// cache TTL ends ([`cache_tier`](CascadeStoreBuilder::cache_tier)); writes
@@ -227,13 +228,18 @@ impl CascadeStore {
         self.inner.versions.hash_one((n, now)).max(1)
     }
 
-    /// Copies written to `tiers` after the authoritative tier held
-    /// `version` are taken back unless it still does: a delete or a newer
-    /// write that reached the authoritative tier meanwhile may have reached
-    /// their tiers before them.
-    async fn recheck_copies(&self, tiers: &[Tier], key: &StoreKey, version: Version) {
-        let authority = &self.inner.tiers[self.authoritative()];
-        match Self::recheck(authority, key).await {
+    /// Copies written to `tiers` after tier `source` (the authoritative
+    /// one, or the one a read found the record in) held `version` are taken
+    /// back unless it still does: a delete or a newer write that reached
+    /// `source` meanwhile may have reached their tiers before them.
+    async fn recheck_copies(
+        &self,
+        source: usize,
+        tiers: &[Tier],
+        key: &StoreKey,
+        version: Version,
+    ) {
+        match Self::recheck(&self.inner.tiers[source], key).await {
             Ok(Some((current, _))) if current == version => {}
             Ok(_) => {
                 for tier in tiers {
@@ -354,11 +360,10 @@ impl Store for CascadeStore {
                 for tier in faster {
                     Self::write_copy(tier, key, &refreshed, expires_at).await;
                 }
-                // Read from the authoritative tier or behind it: a logout
-                // since must not leave these copies behind.
-                if i >= self.authoritative() {
-                    self.recheck_copies(faster, key, version).await;
-                }
+                // A logout since the read must not leave these copies
+                // behind: the tier they came from is read again (deletes
+                // reach it before the tiers in front of it).
+                self.recheck_copies(i, faster, key, version).await;
             }
             let expires_at = Some(expires_at);
             return Ok(Some(StoredRecord::new(body.to_vec(), version, expires_at)));
@@ -418,7 +423,8 @@ impl Store for CascadeStore {
             Self::write_copy(tier, key, &bytes, expires_at).await;
         }
         if !faster.is_empty() {
-            self.recheck_copies(faster, key, Version(version)).await;
+            self.recheck_copies(authority_index, faster, key, Version(version))
+                .await;
         }
         if self.inner.write_behind {
             let inner = self.inner.clone();
@@ -514,15 +520,19 @@ impl Store for CascadeStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        // The authoritative tier first: a copy written elsewhere after this
-        // is seen by its writer's re-check (see the type's docs).
-        let authority = self.authoritative();
-        let mut first_error = self.inner.tiers[authority].store.delete(key).await.err();
-        for (i, tier) in self.inner.tiers.iter().enumerate() {
-            if i == authority {
-                continue;
-            }
-            if let Err(e) = tier.store.delete(key).await {
+        // Slowest first: every copy is written from a slower tier (a read's
+        // fill-back) or after the authoritative one (a save's copies) and
+        // re-checked against it, so a tier is deleted before every tier in
+        // front of it. With write-behind, the authoritative tier also goes
+        // first of all, so no write-behind copy starts after this.
+        let tiers = &self.inner.tiers;
+        let mut order: Vec<usize> = (0..tiers.len()).rev().collect();
+        if self.inner.write_behind {
+            order.insert(0, self.authoritative());
+        }
+        let mut first_error = None;
+        for i in order {
+            if let Err(e) = tiers[i].store.delete(key).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -855,5 +865,45 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let copy = slowest.load(&key).await.unwrap().expect("written behind");
         assert_eq!(unframe(&copy.bytes).unwrap().2, b"acknowledged");
+    }
+
+    /// With write-behind, a read that finds the session only in the slowest
+    /// tier fills the authoritative one; a logout during that fill must not
+    /// leave the session alive there.
+    #[tokio::test]
+    async fn a_fill_back_from_the_slowest_tier_during_a_logout_is_taken_back() {
+        let authority = Arc::new(Slow {
+            inner: MemoryStore::new(),
+            delay: Duration::from_millis(60),
+        });
+        let slowest = Arc::new(MemoryStore::new());
+        let cascade = CascadeStore::builder()
+            .tier(authority.clone())
+            .tier(slowest.clone())
+            .write_behind(true)
+            .build()
+            .unwrap();
+        let key = key();
+        slowest
+            .save(
+                &key,
+                &frame(7, later(), b"x"),
+                later(),
+                SaveCondition::Always,
+            )
+            .await
+            .unwrap();
+        let read = {
+            let (cascade, key) = (cascade.clone(), key.clone());
+            tokio::spawn(async move { cascade.load(&key).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cascade.delete(&key).await.unwrap();
+        read.await.unwrap();
+        assert!(
+            authority.inner.load(&key).await.unwrap().is_none(),
+            "the logged-out session lives on in the authoritative tier"
+        );
+        assert!(cascade.load(&key).await.unwrap().is_none());
     }
 }

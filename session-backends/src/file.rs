@@ -71,6 +71,9 @@ struct Inner {
     hasher: RandomState,
     temp_counter: AtomicU64,
     op_timeout: Duration,
+    /// One sweep at a time: saves that find the store full wait for the
+    /// sweep under way rather than each reading the whole directory.
+    sweeping: Mutex<()>,
 }
 
 /// Builder of a [`FileStore`].
@@ -138,6 +141,7 @@ impl FileStoreBuilder {
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
             hasher: RandomState::new(),
             temp_counter: AtomicU64::new(0),
+            sweeping: Mutex::new(()),
             op_timeout: self.op_timeout,
         });
         crate::sweeper::spawn(
@@ -553,8 +557,15 @@ impl Store for FileStore {
             // Full: sweep holding no key lock, take a place if the sweep
             // made one, then save under the lock again (the record may
             // have changed meanwhile, so the condition is checked anew).
-            let _ = inner.sweep();
-            if !inner.take_place() {
+            let place = {
+                let _one_sweep = inner.sweeping.lock().unwrap_or_else(|p| p.into_inner());
+                // The sweep this save waited for may have made room.
+                inner.take_place() || {
+                    let _ = inner.sweep();
+                    inner.take_place()
+                }
+            };
+            if !place {
                 return Err(inner.full());
             }
             let _guard = inner.lock(&save.key);

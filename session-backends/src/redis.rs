@@ -1,7 +1,21 @@
-//! The Redis store, on redis-rs's [`ConnectionManager`]: one multiplexed
-//! connection that every request shares (commands from concurrent tasks are
-//! pipelined on it, no per-operation checkout), reconnected in the
-//! background after a failure.
+//! The Redis store, on redis-rs: one multiplexed connection that every
+//! request shares (commands from concurrent tasks are pipelined on it, no
+//! per-operation checkout). Three topologies:
+//!
+//! - one server (`redis://`, `rediss://`): redis-rs's [`ConnectionManager`],
+//!   reconnected in the background after a failure;
+//! - Redis Cluster (several node URLs, comma-separated, or
+//!   [`cluster`](RedisStoreBuilder::cluster)): redis-rs's async cluster
+//!   connection, which learns the slots from any reachable node and follows
+//!   `MOVED`/`ASK` and failovers. Every command and script here names one
+//!   key, so nothing is cross-slot;
+//! - a Sentinel-managed primary (`redis+sentinel://host:port[,host:port...]/NAME`,
+//!   with `user:password@` for the data nodes): the Sentinels are asked for
+//!   the primary, and asked again after a failure that says the primary
+//!   moved (`READONLY` from a demoted one, a closed or refused connection),
+//!   so a failover is followed as soon as the Sentinels name the new one.
+//!   (redis-rs's own clients are chosen over fred: the single-server path
+//!   was already on it, and its cluster connection pipelines the same way.)
 //!
 //! A record is a hash: `v`, its version (an integer that grows with every
 //! write), and `d`, the bytes. Compare-and-swap, create and unconditional
@@ -14,8 +28,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script};
+use ::redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
     async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
@@ -64,6 +83,7 @@ return v
 #[must_use]
 pub struct RedisStoreBuilder {
     url: String,
+    cluster: bool,
     prefix: String,
     connect_timeout: Duration,
     op_timeout: Duration,
@@ -106,6 +126,13 @@ pub enum RedisConfigError {
 }
 
 impl RedisStoreBuilder {
+    /// Treat the URL (or URLs) as seed nodes of a Redis Cluster, also when
+    /// there is only one. A comma-separated list is a cluster anyway.
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     /// Prefix of every key. Default `session:`.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -154,20 +181,46 @@ impl RedisStoreBuilder {
         if self.op_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(RedisConfigError::Zero("timeout"));
         }
-        let client =
-            Client::open(self.url.as_str()).map_err(|e| RedisConfigError::BadUrl(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.op_timeout))
-            // Reconnect quickly: a request waits for at most one short try.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(100));
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
+        let bad = |e: RedisError| RedisConfigError::BadUrl(e.to_string());
+        let target = if let Some(rest) = self.url.strip_prefix("redis+sentinel://") {
+            let (sentinels, name, node) = sentinel_parts(rest)?;
+            let client =
+                SentinelClient::build(sentinels, name, Some(node), SentinelServerType::Master)
+                    .map_err(bad)?;
+            Target::Sentinel {
+                client: tokio::sync::Mutex::new(client),
+                connection: tokio::sync::RwLock::new(None),
+            }
+        } else if self.cluster || self.url.contains(',') {
+            let nodes: Vec<&str> = self.url.split(',').map(str::trim).collect();
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.op_timeout)
+                .retries(2)
+                .build()
+                .map_err(bad)?;
+            Target::Cluster {
+                client,
+                connection: tokio::sync::OnceCell::new(),
+            }
+        } else {
+            let client = Client::open(self.url.as_str()).map_err(bad)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(Some(self.op_timeout))
+                // Reconnect quickly: a request waits for at most one short try.
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(100));
+            Target::Single {
                 client,
                 config,
                 connection: std::sync::OnceLock::new(),
+            }
+        };
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                target,
                 url: redact(&self.url),
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,
@@ -192,9 +245,12 @@ impl RedisStoreBuilder {
 ///   version), create-if-absent, touch with `PEXPIRE`, delete;
 /// - a key prefix; records sealed at rest by default; `redis://` URLs with
 ///   user and password, `rediss://` with the `redis-tls` feature;
-/// - Redis Cluster is not supported by this store (the keys are single-slot,
-///   but the client here speaks to one server); use one primary with
-///   replicas.
+/// - one server, a Redis Cluster (node URLs, comma-separated: any reachable
+///   ones, the rest are discovered), or the primary that Sentinels name
+///   (`redis+sentinel://`); a demoted, loading or cluster-less server
+///   (`READONLY`, `LOADING`, `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`) is a
+///   503, not a 500;
+/// - Redis 4.0 or later.
 ///
 /// ```no_run
 /// use session_backends::RedisStore;
@@ -202,6 +258,13 @@ impl RedisStoreBuilder {
 ///     .key_prefix("myapp:")
 ///     .build()
 ///     .unwrap();
+/// let cluster = RedisStore::builder("redis://10.0.0.1:7000,redis://10.0.0.2:7000")
+///     .build()
+///     .unwrap();
+/// let sentinel = RedisStore::builder("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/sessions")
+///     .build()
+///     .unwrap();
+/// # drop((store, cluster, sentinel));
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
@@ -209,11 +272,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    client: Client,
-    config: ConnectionManagerConfig,
-    /// Made on first use: the manager spawns tasks, so it needs the runtime
-    /// that serves requests, which a store built before it does not have.
-    connection: std::sync::OnceLock<ConnectionManager>,
+    target: Target,
     url: String,
     prefix: String,
     op_timeout: Duration,
@@ -222,6 +281,102 @@ struct Inner {
     cas: Script,
     add: Script,
     set: Script,
+}
+
+/// Where commands go. Connections are made on first use: they spawn tasks,
+/// so they need the runtime that serves requests, which a store built
+/// before it does not have.
+enum Target {
+    Single {
+        client: Client,
+        config: ConnectionManagerConfig,
+        connection: std::sync::OnceLock<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        connection: tokio::sync::OnceCell<ClusterConnection>,
+    },
+    Sentinel {
+        client: tokio::sync::Mutex<SentinelClient>,
+        /// The current primary's connection; dropped when it fails in a
+        /// way that says the primary moved, so the next command asks the
+        /// Sentinels again.
+        connection: tokio::sync::RwLock<Option<MultiplexedConnection>>,
+    },
+}
+
+/// A connection of any topology, for the same commands.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+    Sentinel(MultiplexedConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
+        }
+    }
+}
+
+/// `host:port[,host:port...]/NAME` with an optional `user:password@`: the
+/// Sentinels' URLs, the primary's name, and the data nodes' credentials.
+fn sentinel_parts(
+    rest: &str,
+) -> Result<(Vec<String>, String, SentinelNodeConnectionInfo), RedisConfigError> {
+    let bad = |why: &str| RedisConfigError::BadUrl(format!("redis+sentinel://: {why}"));
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (Some(credentials), rest),
+        None => (None, rest),
+    };
+    let (hosts, name) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("no /NAME of the primary"))?;
+    let name = name.trim_end_matches('/');
+    if name.is_empty() || hosts.is_empty() {
+        return Err(bad("hosts and a primary's name are needed"));
+    }
+    let sentinels = hosts
+        .split(',')
+        .map(|h| format!("redis://{}", h.trim()))
+        .collect();
+    let mut info = ::redis::RedisConnectionInfo::default();
+    if let Some(credentials) = credentials {
+        let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+        if !user.is_empty() {
+            info = info.set_username(user);
+        }
+        if !password.is_empty() {
+            info = info.set_password(password);
+        }
+    }
+    let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+    Ok((sentinels, name.to_owned(), node))
 }
 
 impl fmt::Debug for RedisStore {
@@ -239,6 +394,7 @@ impl RedisStore {
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
+            cluster: false,
             prefix: "session:".into(),
             connect_timeout: Duration::from_millis(500),
             op_timeout: Duration::from_millis(500),
@@ -247,17 +403,67 @@ impl RedisStore {
         }
     }
 
-    /// The shared connection (created, not yet connected, on first use).
-    fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        if let Some(c) = self.inner.connection.get() {
-            return Ok(c.clone());
+    /// The shared connection (made on first use).
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        let unavailable =
+            |e: RedisError| StoreError::Unavailable(format!("redis {}: {e}", self.inner.url));
+        match &self.inner.target {
+            Target::Single {
+                client,
+                config,
+                connection,
+            } => {
+                if let Some(c) = connection.get() {
+                    return Ok(Conn::Single(c.clone()));
+                }
+                let made = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                    .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
+                Ok(Conn::Single(connection.get_or_init(|| made).clone()))
+            }
+            Target::Cluster { client, connection } => {
+                let connect = async {
+                    let made =
+                        tokio::time::timeout(self.inner.op_timeout, client.get_async_connection())
+                            .await
+                            .map_err(|_| StoreError::Timeout(self.inner.op_timeout))?;
+                    made.map_err(unavailable)
+                };
+                Ok(Conn::Cluster(
+                    connection.get_or_try_init(|| connect).await?.clone(),
+                ))
+            }
+            Target::Sentinel { client, connection } => {
+                if let Some(c) = connection.read().await.as_ref() {
+                    return Ok(Conn::Sentinel(c.clone()));
+                }
+                let mut slot = connection.write().await;
+                if let Some(c) = slot.as_ref() {
+                    return Ok(Conn::Sentinel(c.clone()));
+                }
+                let config = ::redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.inner.op_timeout))
+                    .set_response_timeout(Some(self.inner.op_timeout));
+                let asked = async {
+                    let mut sentinels = client.lock().await;
+                    sentinels.get_async_connection_with_config(&config).await
+                };
+                let made = tokio::time::timeout(self.inner.op_timeout * 2, asked)
+                    .await
+                    .map_err(|_| StoreError::Timeout(self.inner.op_timeout))?
+                    .map_err(unavailable)?;
+                *slot = Some(made.clone());
+                Ok(Conn::Sentinel(made))
+            }
         }
-        let made = ConnectionManager::new_lazy_with_config(
-            self.inner.client.clone(),
-            self.inner.config.clone(),
-        )
-        .map_err(|e| StoreError::Backend(format!("redis: {e}")))?;
-        Ok(self.inner.connection.get_or_init(|| made).clone())
+    }
+
+    /// After a failure that says the primary moved (or is out of reach),
+    /// a Sentinel-managed store asks the Sentinels again on the next
+    /// command.
+    async fn forget_primary(&self) {
+        if let Target::Sentinel { connection, .. } = &self.inner.target {
+            connection.write().await.take();
+        }
     }
 
     fn key(&self, key: &StoreKey) -> String {
@@ -272,7 +478,21 @@ impl RedisStore {
         &self,
         call: impl std::future::Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.op_timeout, call).await {
+        let result = self.map(tokio::time::timeout(self.inner.op_timeout, call).await);
+        if matches!(
+            result,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ) {
+            self.forget_primary().await;
+        }
+        result
+    }
+
+    fn map<T>(
+        &self,
+        result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match result {
             Err(_) => Err(StoreError::Timeout(self.inner.op_timeout)),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout(self.inner.op_timeout)),
@@ -326,9 +546,9 @@ impl Store for RedisStore {
     }
 
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        let mut conn = self.connection()?;
+        let mut conn = self.connection().await?;
         let key = self.key(key);
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET")
             .arg(&key)
             .arg("v")
@@ -375,7 +595,7 @@ impl Store for RedisStore {
         condition: SaveCondition,
     ) -> Result<SaveOutcome, StoreError> {
         StoreError::check_size(record.len(), self.inner.max_record_size)?;
-        let mut conn = self.connection()?;
+        let mut conn = self.connection().await?;
         let key = self.key(key);
         let ttl = millis_left(expires_at);
         let fresh = crate::versions::fresh_version();
@@ -409,16 +629,16 @@ impl Store for RedisStore {
     }
 
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
-        let mut conn = self.connection()?;
-        let mut cmd = redis::cmd("PEXPIRE");
+        let mut conn = self.connection().await?;
+        let mut cmd = ::redis::cmd("PEXPIRE");
         cmd.arg(self.key(key)).arg(millis_left(expires_at));
         let touched: i64 = self.run(cmd.query_async(&mut conn)).await?;
         Ok(touched == 1)
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let mut conn = self.connection()?;
-        let mut cmd = redis::cmd("DEL");
+        let mut conn = self.connection().await?;
+        let mut cmd = ::redis::cmd("DEL");
         cmd.arg(self.key(key));
         let _: i64 = self.run(cmd.query_async(&mut conn)).await?;
         Ok(())

@@ -517,9 +517,11 @@ impl SessionConfig {
         let window = self.window(record.persistent);
         let created = OffsetDateTime::from_unix_timestamp(record.created_at).unwrap_or(now);
         let base = if self.lifetime.rolling { now } else { created };
-        let mut deadline = base + window;
+        // Saturating: `created_at` comes from the store.
+        let mut deadline = base.saturating_add(window.try_into().unwrap_or(time::Duration::MAX));
         if let Some(absolute) = self.lifetime.absolute_timeout {
-            deadline = deadline.min(created + absolute);
+            let absolute = absolute.try_into().unwrap_or(time::Duration::MAX);
+            deadline = deadline.min(created.saturating_add(absolute));
         }
         deadline
     }

@@ -116,7 +116,7 @@ impl Engine {
                     return Ok(None);
                 };
                 let store_key = id.store_key(key);
-                let Some(stored) = Observing(store.as_ref()).load(&store_key).await? else {
+                let Some(stored) = Observing(store.as_ref()).load_live(&store_key).await? else {
                     return Ok(None);
                 };
                 let decoded = self.decode_stored(store.as_ref(), &store_key, stored.bytes, now_s);

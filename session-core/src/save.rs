@@ -387,14 +387,67 @@ impl Saving<'_> {
         let mut attempt = 0u32;
         loop {
             if let SaveOutcome::Saved(_) = self.retire(&origin.store_key, version).await? {
-                // Retired: no write can land on it any more (every write of
-                // a loaded record is conditional on its version, and new
-                // ids are random), so the empty record can go now rather
-                // than after its TTL.
-                self.store.delete(&origin.store_key).await?;
+                // A session found through an old key may have been moved
+                // to the primary key's record meanwhile: what was written
+                // there comes along too.
+                let record = self
+                    .absorb_moved(origin, (target_key, target_version, record), changes)
+                    .await?;
+                // Retired by a renew: no write of a loaded record can land on
+                // it any more (they are conditional on its version), so the
+                // empty record can go now rather than after its TTL (if this
+                // fails, it expires). A move's retired record stays: it
+                // tells a concurrent move that the session moved, where its
+                // absence says it was ended (see `move_to_primary`).
+                let primary_key = origin.id.store_key(self.engine.config.keys.primary());
+                if primary_key != *target_key {
+                    if let Err(e) = self.store.delete(&origin.store_key).await {
+                        tracing::debug!(error = %e, "a retired record stays until its TTL");
+                    }
+                }
                 return Ok(Some(record));
             }
             let Some(latest) = self.store.load_live(&origin.store_key).await? else {
+                // Moved to the primary key by another request: carry on
+                // from there (a renew of a session found through an old
+                // key); a move of our own is that request's to finish.
+                let primary_key = origin.id.store_key(self.engine.config.keys.primary());
+                if primary_key != origin.store_key && primary_key != *target_key {
+                    if let Some(moved) = self.store.load_live(&primary_key).await? {
+                        let moved_origin = ServerOrigin {
+                            store_key: primary_key,
+                            version: moved.version,
+                            primary: true,
+                            ..origin.clone()
+                        };
+                        let mut merged = self.decode(&moved_origin.store_key, moved.bytes)?;
+                        self.engine.replay(changes, &mut merged);
+                        merged.created_at = record.created_at;
+                        let bytes = self.encode(target_key, &merged)?;
+                        let deadline = self.deadline(&merged);
+                        let SaveOutcome::Saved(v) = self
+                            .store
+                            .save(
+                                target_key,
+                                &bytes,
+                                deadline,
+                                SaveCondition::IfVersion(target_version),
+                            )
+                            .await?
+                        else {
+                            return Err(StoreError::Contended {
+                                attempts: attempt + 1,
+                            }
+                            .into());
+                        };
+                        return Box::pin(self.retire_into(
+                            &moved_origin,
+                            (target_key, v, merged),
+                            changes,
+                        ))
+                        .await;
+                    }
+                }
                 // Ended (logout), renewed or moved by another request:
                 // so is this copy.
                 self.store.delete(target_key).await?;
@@ -434,6 +487,60 @@ impl Saving<'_> {
             record = merged;
             version = latest.version;
         }
+    }
+
+    /// After a session found through an old key was retired there: a
+    /// request that moved it to the primary key's record meanwhile (and
+    /// any that merged into that) must not be lost, so that record is
+    /// merged into `target` and retired as well. Nothing to do for a
+    /// session found through the primary key, or when `target` is that
+    /// record (the move itself).
+    async fn absorb_moved(
+        &self,
+        origin: &ServerOrigin,
+        target: (&StoreKey, Version, Record),
+        changes: &[Change],
+    ) -> Result<Record, SessionError> {
+        let (target_key, mut target_version, mut record) = target;
+        let primary_key = origin.id.store_key(self.engine.config.keys.primary());
+        if primary_key == origin.store_key || primary_key == *target_key {
+            return Ok(record);
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        while let Some(moved) = self.store.load_live(&primary_key).await? {
+            let mut merged = self.decode(&primary_key, moved.bytes)?;
+            self.engine.replay(changes, &mut merged);
+            merged.created_at = record.created_at;
+            let bytes = self.encode(target_key, &merged)?;
+            let deadline = self.deadline(&merged);
+            let SaveOutcome::Saved(v) = self
+                .store
+                .save(
+                    target_key,
+                    &bytes,
+                    deadline,
+                    SaveCondition::IfVersion(target_version),
+                )
+                .await?
+            else {
+                return Err(StoreError::Contended {
+                    attempts: attempt + 1,
+                }
+                .into());
+            };
+            target_version = v;
+            record = merged;
+            if let SaveOutcome::Saved(_) = self.retire(&primary_key, moved.version).await? {
+                break;
+            }
+            attempt += 1;
+            if started.elapsed() >= CAS_BUDGET {
+                observe::cas_exhausted();
+                return Err(StoreError::Contended { attempts: attempt }.into());
+            }
+        }
+        Ok(record)
     }
 
     /// Renews the session's id (login): the record under a new id, then the
@@ -478,6 +585,12 @@ impl Saving<'_> {
             return Ok(Finished::new(Outcome::Vanished, None));
         }
         let header = if record.persistent {
+            // The touch also finds a retired record (renewed or ended
+            // meanwhile): its token must not be sent again, where it could
+            // overwrite the renewed one in the browser.
+            if self.store.load_live(&origin.store_key).await?.is_none() {
+                return Ok(Finished::new(Outcome::Vanished, None));
+            }
             self.resend(origin, record)?
         } else {
             None
@@ -515,6 +628,15 @@ impl Saving<'_> {
                 }
             }
             SaveOutcome::Conflict => {
+                // Moved first by another request, whose retired record is
+                // left under the old key; no record at all there means the
+                // session was ended (logout) since this request loaded it,
+                // and the primary key's record is what a move cut short
+                // (its request went away) left: it goes.
+                if self.store.load(&origin.store_key).await?.is_none() {
+                    self.store.delete(&new_key).await?;
+                    return Ok(Finished::new(Outcome::Vanished, None));
+                }
                 let Some(current) = self.store.load_live(&new_key).await? else {
                     return Ok(Finished::new(Outcome::Vanished, None));
                 };

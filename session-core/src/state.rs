@@ -77,6 +77,7 @@ pub(crate) enum Origin {
 }
 
 /// A server-side session as loaded: everything the save path needs.
+#[derive(Clone)]
 pub(crate) struct ServerOrigin {
     pub(crate) id: SessionId,
     pub(crate) store_key: StoreKey,

@@ -337,8 +337,9 @@ async fn drive(
                 for round in 0..2 {
                     while let Some(request) = next.take() {
                         if request.deadline <= Instant::now() {
-                            // Its caller stopped waiting: not sent at all.
-                            health.timed_out();
+                            // Its caller stopped waiting: not sent at all
+                            // (and, never sent, it says nothing of the
+                            // server's health).
                             let _ = request.reply.send(Err(Failure::Timeout));
                             next = queue.try_recv().ok();
                             continue;
