@@ -380,3 +380,268 @@ pub fn redis() -> Shared<RedisProcess> {
 pub fn postgres() -> Shared<PostgresProcess> {
     from_env("SESSION_TEST_POSTGRES", PostgresProcess::start)
 }
+
+/// Two ports `p` and `p + 10000` both free (a cluster node binds both: the
+/// second for the cluster bus).
+fn free_port_pair() -> u16 {
+    for _ in 0..200 {
+        let port = 20_000 + (std::process::id() as u16 % 50) * 100 + rand_u16() % 5_000;
+        let both = TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+        if both {
+            return port;
+        }
+    }
+    panic!("no free pair of ports for a cluster node");
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u16
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let cli = redis_binary().with_file_name("redis-cli");
+    let output = Command::new(cli)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A local Redis Cluster: three masters and three replicas
+/// (`cluster-node-timeout` 1000 ms), in a temporary folder; stopped and
+/// removed when dropped.
+pub struct RedisCluster {
+    /// The nodes' ports, masters first as created.
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl RedisCluster {
+    /// Starts six nodes and joins them (`redis-cli --cluster create`).
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "session-redis-cluster-{}-{}",
+            std::process::id(),
+            rand_u16()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..6 {
+            let port = free_port_pair();
+            let mut child = Command::new(redis_binary())
+                .current_dir(&dir)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "1000"])
+                // A replica may take over however long ago it last heard
+                // from its master (a test kills one seconds after start).
+                .args(["--cluster-replica-validity-factor", "0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a cluster node");
+            assert!(
+                wait_listening(&mut child, port, "redis cluster node"),
+                "cluster node on {port}"
+            );
+            ports.push(port);
+            children.push(Some(child));
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let cli = redis_binary().with_file_name("redis-cli");
+        let status = Command::new(cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create");
+        let cluster = RedisCluster {
+            ports,
+            dir,
+            children,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster
+            .ports
+            .iter()
+            .all(|p| redis_cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "cluster not ok within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The nodes as a comma-separated list of `redis://` URLs.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        urls.join(",")
+    }
+
+    /// The ports of the nodes that are masters now, each with its key count.
+    pub fn masters(&self) -> Vec<(u16, u64)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.children[*i].is_some())
+            .filter(|(_, p)| redis_cli(**p, &["ROLE"]).starts_with("master"))
+            .map(|(_, p)| (*p, redis_cli(*p, &["DBSIZE"]).parse().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Kills the node on `port` (as a crash would).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).expect("a node");
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until the cluster has three live masters again (a replica
+    /// promoted) and says it is ok; returns when that was seen.
+    pub fn wait_for_promotion(&self) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let masters = self.masters().len();
+            let ok = self
+                .ports
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.children[*i].is_some())
+                .all(|(_, p)| redis_cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            if masters == 3 && ok {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "no replica promoted within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A primary, a replica and one Sentinel watching them as `NAME`
+/// (`down-after-milliseconds` 1000); stopped and removed when dropped.
+pub struct RedisSentinel {
+    /// The primary's name the Sentinel knows.
+    pub name: String,
+    /// The Sentinel's port.
+    pub sentinel_port: u16,
+    /// The primary (index 0) and the replica (index 1).
+    pub nodes: Vec<RedisProcess>,
+    sentinel: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisSentinel {
+    /// Starts the three and waits until the Sentinel sees the replica.
+    pub fn start() -> Self {
+        let primary = RedisProcess::start();
+        let replica = RedisProcess::start();
+        replica.cli(&["REPLICAOF", "127.0.0.1", &primary.port.to_string()]);
+        let dir = std::env::temp_dir().join(format!(
+            "session-redis-sentinel-{}-{}",
+            std::process::id(),
+            rand_u16()
+        ));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let name = "sessions".to_owned();
+        let sentinel_port = free_port();
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 3000\n",
+                dir.display(),
+                primary.port
+            ),
+        )
+        .expect("sentinel.conf");
+        let mut child = Command::new(redis_binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis sentinel");
+        assert!(
+            wait_listening(&mut child, sentinel_port, "redis sentinel"),
+            "sentinel on {sentinel_port}"
+        );
+        let sentinel = RedisSentinel {
+            name,
+            sentinel_port,
+            nodes: vec![primary, replica],
+            sentinel: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !redis_cli(sentinel_port, &["SENTINEL", "replicas", &sentinel.name])
+            .contains(&sentinel.nodes[1].port.to_string())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinel never saw the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sentinel
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/NAME`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{}",
+            self.sentinel_port, self.name
+        )
+    }
+
+    /// The port the Sentinel names as the primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let answer = redis_cli(
+            self.sentinel_port,
+            &["SENTINEL", "get-master-addr-by-name", &self.name],
+        );
+        answer.lines().nth(1).and_then(|p| p.trim().parse().ok())
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.sentinel.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
