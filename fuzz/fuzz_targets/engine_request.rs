@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use session_backends::MemoryStore;
-use session_core::{CookieAttributes, KeyRing, SessionConfig, SessionManager, Transport};
+use session_core::{KeyRing, SessionConfig, SessionManager, Transport};
 
 fn managers() -> &'static [SessionManager; 2] {
     static MANAGERS: OnceLock<[SessionManager; 2]> = OnceLock::new();
@@ -25,18 +25,33 @@ fn managers() -> &'static [SessionManager; 2] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let manager = &managers()[usize::from(selector % 2)];
-    let header = if selector % 2 == 0 { "cookie" } else { "x-session-token" };
+    let header = if selector % 2 == 0 {
+        "cookie"
+    } else {
+        "x-session-token"
+    };
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     let runtime = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread().build().expect("runtime")
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
     });
     runtime.block_on(async {
         let request = manager.start_by_name(|name| (name == header).then_some(rest));
         let session = request.primary();
-        let n: u64 = session.get("n").await.expect("bad input never errors").unwrap_or(0);
-        session.insert("n", &n.wrapping_add(1)).await.expect("insert");
+        let n: u64 = session
+            .get("n")
+            .await
+            .expect("bad input never errors")
+            .unwrap_or(0);
+        session
+            .insert("n", &n.wrapping_add(1))
+            .await
+            .expect("insert");
         request.finish().await.expect("finish");
     });
 });

@@ -11,7 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let token = String::from_utf8_lossy(data);
     for mode in [SealMode::Private, SealMode::Signed] {
         for name in ["sid", "x-session-token"] {
-            if let Ok(payload) = CookieSeal { ring: &ring, mode, name }.open(1_800_000_000, &token) {
+            let seal = CookieSeal {
+                ring: &ring,
+                mode,
+                name,
+            };
+            if let Ok(payload) = seal.open(1_800_000_000, &token) {
                 // Only tokens sealed with this ring open; the fuzzer cannot
                 // forge one, so reaching here means the seed was a real token.
                 assert!(payload.len() <= data.len());

@@ -88,8 +88,7 @@ impl SessionManager {
 
     /// The request headers that can carry a token, each named once: `cookie`
     /// when a session uses the cookie transport, then the header transports'
-    /// names. For adapters whose framework hands out headers by value, so
-    /// they can pass [`start`](Self::start) just these.
+    /// names: the headers [`start_by_name`](Self::start_by_name) asks for.
     ///
     /// ```
     /// use session_core::{KeyRing, SessionConfig, SessionManager, Transport};
