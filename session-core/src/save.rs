@@ -32,7 +32,7 @@ use crate::load::{debug_timer, elapsed_us};
 use crate::observe::{self, Observing};
 use crate::seal::{self, Purpose, SealMode, NO_EXPIRY};
 use crate::state::{Action, Change, Context, Loaded, Origin, ServerOrigin};
-use crate::store::{SaveCondition, SaveOutcome, Store, Version};
+use crate::store::{SaveCondition, SaveOutcome, Store, StoredRecord, Version};
 use crate::transport::ResponseHeader;
 
 /// How long a save keeps retrying compare-and-swap conflicts.
@@ -235,6 +235,14 @@ impl Engine {
     }
 }
 
+/// The record that replaces a retired one (a renewed session, or one moved
+/// to the primary key): its key, its version, and what it holds.
+struct Replacement<'a> {
+    key: &'a StoreKey,
+    version: Version,
+    record: Record,
+}
+
 /// One server-side session being finished: the engine, the request, the
 /// store (every call observed) and the time the request finishes at.
 struct Saving<'a> {
@@ -371,48 +379,43 @@ impl Saving<'_> {
     }
 
     /// Retires the record this request loaded, carrying every write that
-    /// landed on it since into `target`, the record that replaces it (under
-    /// `target_key`, at `target_version`): the renewed session, or the
-    /// session moved to the primary key. `None` when the session was ended
-    /// meanwhile; `target` is then deleted.
+    /// landed on it since into `target`, the record that replaces it: the
+    /// renewed session, or the session moved to the primary key. `None`
+    /// when the session was ended meanwhile; `target` is then deleted.
     async fn retire_into(
         &self,
         origin: &ServerOrigin,
-        target: (&StoreKey, Version, Record),
+        mut target: Replacement<'_>,
         changes: &[Change],
     ) -> Result<Option<Record>, SessionError> {
-        let (target_key, mut target_version, mut record) = target;
         let mut version = origin.version;
         let started = Instant::now();
         let mut attempt = 0u32;
+        let primary_key = origin.id.store_key(self.engine.config.keys.primary());
         loop {
             if let SaveOutcome::Saved(_) = self.retire(&origin.store_key, version).await? {
                 // A session found through an old key may have been moved
                 // to the primary key's record meanwhile: what was written
                 // there comes along too.
-                let record = self
-                    .absorb_moved(origin, (target_key, target_version, record), changes)
-                    .await?;
+                self.absorb_moved(origin, &mut target, changes).await?;
                 // Retired by a renew: no write of a loaded record can land on
                 // it any more (they are conditional on its version), so the
                 // empty record can go now rather than after its TTL (if this
                 // fails, it expires). A move's retired record stays: it
                 // tells a concurrent move that the session moved, where its
                 // absence says it was ended (see `move_to_primary`).
-                let primary_key = origin.id.store_key(self.engine.config.keys.primary());
-                if primary_key != *target_key {
+                if primary_key != *target.key {
                     if let Err(e) = self.store.delete(&origin.store_key).await {
                         tracing::debug!(error = %e, "a retired record stays until its TTL");
                     }
                 }
-                return Ok(Some(record));
+                return Ok(Some(target.record));
             }
             let Some(latest) = self.store.load_live(&origin.store_key).await? else {
                 // Moved to the primary key by another request: carry on
                 // from there (a renew of a session found through an old
                 // key); a move of our own is that request's to finish.
-                let primary_key = origin.id.store_key(self.engine.config.keys.primary());
-                if primary_key != origin.store_key && primary_key != *target_key {
+                if primary_key != origin.store_key && primary_key != *target.key {
                     if let Some(moved) = self.store.load_live(&primary_key).await? {
                         let moved_origin = ServerOrigin {
                             store_key: primary_key,
@@ -420,37 +423,14 @@ impl Saving<'_> {
                             primary: true,
                             ..origin.clone()
                         };
-                        let mut merged = self.decode(&moved_origin.store_key, moved.bytes)?;
-                        self.engine.replay(changes, &mut merged);
-                        merged.created_at = record.created_at;
-                        let bytes = self.encode(target_key, &merged)?;
-                        let deadline = self.deadline(&merged);
-                        let SaveOutcome::Saved(v) = self
-                            .store
-                            .save(
-                                target_key,
-                                &bytes,
-                                deadline,
-                                SaveCondition::IfVersion(target_version),
-                            )
-                            .await?
-                        else {
-                            return Err(StoreError::Contended {
-                                attempts: attempt + 1,
-                            }
-                            .into());
-                        };
-                        return Box::pin(self.retire_into(
-                            &moved_origin,
-                            (target_key, v, merged),
-                            changes,
-                        ))
-                        .await;
+                        self.rebuild(&mut target, (&moved_origin.store_key, moved), changes)
+                            .await?;
+                        return Box::pin(self.retire_into(&moved_origin, target, changes)).await;
                     }
                 }
                 // Ended (logout), renewed or moved by another request:
                 // so is this copy.
-                self.store.delete(target_key).await?;
+                self.store.delete(target.key).await?;
                 return Ok(None);
             };
             attempt += 1;
@@ -460,32 +440,46 @@ impl Saving<'_> {
             }
             // A save landed after this request loaded the session: build on
             // it.
-            let created_at = record.created_at;
-            let mut merged = self.decode(&origin.store_key, latest.bytes)?;
-            self.engine.replay(changes, &mut merged);
-            merged.created_at = created_at;
-            let bytes = self.encode(target_key, &merged)?;
-            let deadline = self.deadline(&merged);
-            match self
-                .store
-                .save(
-                    target_key,
-                    &bytes,
-                    deadline,
-                    SaveCondition::IfVersion(target_version),
-                )
-                .await?
-            {
-                SaveOutcome::Saved(v) => target_version = v,
-                // Another request wrote the copy too (a second key-rotation
-                // move merging into it): the writes cannot be combined here.
-                SaveOutcome::Conflict => {
-                    observe::cas_exhausted();
-                    return Err(StoreError::Contended { attempts: attempt }.into());
-                }
-            }
-            record = merged;
             version = latest.version;
+            self.rebuild(&mut target, (&origin.store_key, latest), changes)
+                .await?;
+        }
+    }
+
+    /// Rebuilds `target` on `source` (a fresher record of the session under
+    /// its key) with this request's changes replayed and the target's
+    /// creation time kept, and writes it over the target by
+    /// compare-and-swap.
+    async fn rebuild(
+        &self,
+        target: &mut Replacement<'_>,
+        source: (&StoreKey, StoredRecord),
+        changes: &[Change],
+    ) -> Result<(), SessionError> {
+        let (source_key, stored) = source;
+        let mut merged = self.decode(source_key, stored.bytes)?;
+        self.engine.replay(changes, &mut merged);
+        merged.created_at = target.record.created_at;
+        let bytes = self.encode(target.key, &merged)?;
+        let deadline = self.deadline(&merged);
+        let condition = SaveCondition::IfVersion(target.version);
+        match self
+            .store
+            .save(target.key, &bytes, deadline, condition)
+            .await?
+        {
+            SaveOutcome::Saved(version) => {
+                target.version = version;
+                target.record = merged;
+                Ok(())
+            }
+            // Another request wrote the replacement too (a second
+            // key-rotation move merging into it): the writes cannot be
+            // combined here.
+            SaveOutcome::Conflict => {
+                observe::cas_exhausted();
+                Err(StoreError::Contended { attempts: 1 }.into())
+            }
         }
     }
 
@@ -498,40 +492,19 @@ impl Saving<'_> {
     async fn absorb_moved(
         &self,
         origin: &ServerOrigin,
-        target: (&StoreKey, Version, Record),
+        target: &mut Replacement<'_>,
         changes: &[Change],
-    ) -> Result<Record, SessionError> {
-        let (target_key, mut target_version, mut record) = target;
+    ) -> Result<(), SessionError> {
         let primary_key = origin.id.store_key(self.engine.config.keys.primary());
-        if primary_key == origin.store_key || primary_key == *target_key {
-            return Ok(record);
+        if primary_key == origin.store_key || primary_key == *target.key {
+            return Ok(());
         }
         let started = Instant::now();
         let mut attempt = 0u32;
         while let Some(moved) = self.store.load_live(&primary_key).await? {
-            let mut merged = self.decode(&primary_key, moved.bytes)?;
-            self.engine.replay(changes, &mut merged);
-            merged.created_at = record.created_at;
-            let bytes = self.encode(target_key, &merged)?;
-            let deadline = self.deadline(&merged);
-            let SaveOutcome::Saved(v) = self
-                .store
-                .save(
-                    target_key,
-                    &bytes,
-                    deadline,
-                    SaveCondition::IfVersion(target_version),
-                )
-                .await?
-            else {
-                return Err(StoreError::Contended {
-                    attempts: attempt + 1,
-                }
-                .into());
-            };
-            target_version = v;
-            record = merged;
-            if let SaveOutcome::Saved(_) = self.retire(&primary_key, moved.version).await? {
+            let version = moved.version;
+            self.rebuild(target, (&primary_key, moved), changes).await?;
+            if let SaveOutcome::Saved(_) = self.retire(&primary_key, version).await? {
                 break;
             }
             attempt += 1;
@@ -540,7 +513,7 @@ impl Saving<'_> {
                 return Err(StoreError::Contended { attempts: attempt }.into());
             }
         }
-        Ok(record)
+        Ok(())
     }
 
     /// Renews the session's id (login): the record under a new id, then the
@@ -555,10 +528,12 @@ impl Saving<'_> {
         // The new record first: a failure before the retirement leaves the
         // old session as it was.
         let (id, key, version) = self.create_record(&record).await?;
-        let Some(record) = self
-            .retire_into(origin, (&key, version, record), changes)
-            .await?
-        else {
+        let target = Replacement {
+            key: &key,
+            version,
+            record,
+        };
+        let Some(record) = self.retire_into(origin, target, changes).await? else {
             return Ok(Finished::new(Outcome::Vanished, None));
         };
         let header = self.seal_id(&id, &record, self.deadline(&record))?;
@@ -619,10 +594,12 @@ impl Saving<'_> {
             .await?;
         let record = match saved {
             SaveOutcome::Saved(version) => {
-                match self
-                    .retire_into(origin, (&new_key, version, record), changes)
-                    .await?
-                {
+                let target = Replacement {
+                    key: &new_key,
+                    version,
+                    record,
+                };
+                match self.retire_into(origin, target, changes).await? {
                     Some(record) => record,
                     None => return Ok(Finished::new(Outcome::Vanished, None)),
                 }
