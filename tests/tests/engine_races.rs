@@ -218,3 +218,81 @@ async fn a_lost_reply_of_a_combined_write_counts_no_change_twice() {
         "{ok} requests answered success, 8 sent, the count is {n}"
     );
 }
+
+/// A key-rotation move whose request went away after it wrote the primary
+/// key's record, but before it retired the old one, after a logout: a
+/// second move of the same session (loaded before the logout) must not
+/// take that leftover for a finished move and bring the session back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_short_after_a_logout_leaves_nothing_to_revive() {
+    let store = Arc::new(Scripted::default());
+    let old = manager(&store, keys(1));
+    let rotated = manager(&store, keys(2).with_old_secret(&secret(1)).unwrap());
+    let mut jar = Jar::default();
+    bump_on(&old, &mut jar).await;
+    // Two requests of the session load it through the old key.
+    let first = jar.start(&rotated);
+    first.primary().get(&COUNTER).await.unwrap();
+    let second = jar.start(&rotated);
+    second.primary().get(&COUNTER).await.unwrap();
+    // The user logs out.
+    let logout = jar.start(&rotated);
+    logout.primary().purge().await.unwrap();
+    assert_eq!(
+        logout.finish_primary().await.unwrap().outcome,
+        Outcome::Purge
+    );
+    // The first request moves: its retirement of the old record waits, and
+    // the request goes away meanwhile.
+    store.delay_cas(200);
+    let cut_short = tokio::spawn(async move { first.finish_primary().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cut_short.abort();
+    store.delay_cas(0);
+    // The second request's move finds the primary key's record taken.
+    let mut moved = jar.clone();
+    let f = finish(&mut moved, &second).await;
+    assert_eq!(f.outcome, Outcome::Vanished);
+    assert_eq!(
+        store.inner.len(),
+        0,
+        "a record of the logged-out session is left in the store"
+    );
+}
+
+/// A login (renew) of a session found through an old key, racing a
+/// key-rotation move of the same session that finished first: the login
+/// carries on from the moved record, keeping what it holds, and the moved
+/// token no longer opens the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_key_rotation_move_follows_the_move() {
+    let store = Arc::new(Scripted::default());
+    let old = manager(&store, keys(1));
+    let rotated = manager(&store, keys(2).with_old_secret(&secret(1)).unwrap());
+    let mut jar = Jar::default();
+    bump_on(&old, &mut jar).await;
+    let login = jar.start(&rotated);
+    login
+        .primary()
+        .insert(&USER, &"ada".to_owned())
+        .await
+        .unwrap();
+    login.primary().renew().await.unwrap();
+    // Another request moves the session (and counts) first.
+    let mut moved = jar.clone();
+    assert_eq!(bump_on(&rotated, &mut moved).await, (2, Outcome::Save));
+    let mut renewed = jar.clone();
+    assert_eq!(finish(&mut renewed, &login).await.outcome, Outcome::Renew);
+    let req = renewed.start(&rotated);
+    assert_eq!(
+        req.primary().get(&USER).await.unwrap().as_deref(),
+        Some("ada")
+    );
+    assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(2));
+    let req = moved.start(&rotated);
+    assert_eq!(
+        req.primary().get(&COUNTER).await.unwrap(),
+        None,
+        "the moved token"
+    );
+}
