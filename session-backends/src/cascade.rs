@@ -34,8 +34,7 @@ struct Tier {
 ///   fresh data.
 /// - A tier whose size limit a record exceeds is skipped (its stale copy is
 ///   deleted); only the authoritative tier's limit is an error.
-/// - **Deletes** go to every tier, slowest first (with write-behind, the
-///   authoritative tier before all).
+/// - **Deletes** go to every tier, the authoritative one first.
 ///   **Touches** go to the authoritative tier first: when it no longer has
 ///   the session (revoked through another process), every faster copy is
 ///   dropped instead of extended.
@@ -356,14 +355,31 @@ impl Store for CascadeStore {
             // in the fastest tier, which would copy the record for nothing).
             if i > 0 {
                 let refreshed = frame(version.0, expires_at, body);
+                let authority = self.authoritative();
                 let faster = &tiers[..i];
-                for tier in faster {
-                    Self::write_copy(tier, key, &refreshed, expires_at).await;
+                for (j, tier) in faster.iter().enumerate() {
+                    if j == authority {
+                        // Behind the authoritative tier (write-behind): a
+                        // save that reached it meanwhile must not be
+                        // overwritten by this older copy.
+                        let deadline = Self::tier_deadline(tier, expires_at);
+                        if let Err(e) = tier
+                            .store
+                            .save(key, &refreshed, deadline, SaveCondition::IfAbsent)
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cascade: could not fill the authoritative tier");
+                        }
+                    } else {
+                        Self::write_copy(tier, key, &refreshed, expires_at).await;
+                    }
                 }
                 // A logout since the read must not leave these copies
-                // behind: the tier they came from is read again (deletes
-                // reach it before the tiers in front of it).
-                self.recheck_copies(i, faster, key, version).await;
+                // behind: the authoritative tier is read again (or, for a
+                // copy from behind it, the tier it came from; see `delete`
+                // for the order that makes this enough).
+                let source = if i <= authority { authority } else { i };
+                self.recheck_copies(source, faster, key, version).await;
             }
             let expires_at = Some(expires_at);
             return Ok(Some(StoredRecord::new(body.to_vec(), version, expires_at)));
@@ -520,16 +536,18 @@ impl Store for CascadeStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        // Slowest first: every copy is written from a slower tier (a read's
-        // fill-back) or after the authoritative one (a save's copies) and
-        // re-checked against it, so a tier is deleted before every tier in
-        // front of it. With write-behind, the authoritative tier also goes
-        // first of all, so no write-behind copy starts after this.
+        // The authoritative tier first: every copy is re-checked against it
+        // after it is written. With write-behind, the slowest tier next
+        // (copies filled back from it are re-checked against it), then the
+        // authoritative tier again (a fill-back from the slowest tier may
+        // have landed there meanwhile), then the others.
         let tiers = &self.inner.tiers;
-        let mut order: Vec<usize> = (0..tiers.len()).rev().collect();
+        let authority = self.authoritative();
+        let mut order = vec![authority];
         if self.inner.write_behind {
-            order.insert(0, self.authoritative());
+            order.extend([tiers.len() - 1, authority]);
         }
+        order.extend((0..authority).rev());
         let mut first_error = None;
         for i in order {
             if let Err(e) = tiers[i].store.delete(key).await {

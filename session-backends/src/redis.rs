@@ -196,7 +196,12 @@ impl RedisStoreBuilder {
             let client = ClusterClient::builder(nodes)
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.op_timeout)
-                .retries(2)
+                // No resend: a script whose reply was lost may have run, and
+                // running a compare-and-swap twice reads as a conflict (the
+                // engine would replay its change). A MOVED or ASK answered
+                // by a node that lost its slots is a 503; the slot map is
+                // rebuilt behind it.
+                .retries(0)
                 .build()
                 .map_err(bad)?;
             Target::Cluster {
@@ -357,13 +362,22 @@ fn sentinel_parts(
     let (hosts, name) = rest
         .split_once('/')
         .ok_or_else(|| bad("no /NAME of the primary"))?;
-    let name = name.trim_end_matches('/');
-    if name.is_empty() || hosts.is_empty() {
+    // The name ends at a further `/`, or at a query.
+    let name = name.split(['/', '?']).next().unwrap_or("");
+    if name.is_empty() || hosts.split(',').any(|h| h.trim().is_empty()) {
         return Err(bad("hosts and a primary's name are needed"));
     }
+    // A host without a port is a Sentinel on its default port.
     let sentinels = hosts
         .split(',')
-        .map(|h| format!("redis://{}", h.trim()))
+        .map(str::trim)
+        .map(|h| {
+            if h.contains(':') {
+                format!("redis://{h}")
+            } else {
+                format!("redis://{h}:26379")
+            }
+        })
         .collect();
     let mut info = ::redis::RedisConnectionInfo::default();
     if let Some(credentials) = credentials {
@@ -403,8 +417,20 @@ impl RedisStore {
         }
     }
 
-    /// The shared connection (made on first use).
+    /// The shared connection (made on first use), within the operation
+    /// timeout however many requests wait for the one attempt under way.
     async fn connection(&self) -> Result<Conn, StoreError> {
+        let limit = self.inner.op_timeout;
+        match tokio::time::timeout(limit, self.connect()).await {
+            Ok(connected) => connected,
+            Err(_) => {
+                self.forget_primary().await;
+                Err(StoreError::Timeout(limit))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, StoreError> {
         let unavailable =
             |e: RedisError| StoreError::Unavailable(format!("redis {}: {e}", self.inner.url));
         match &self.inner.target {
@@ -515,11 +541,12 @@ impl RedisStore {
 /// Replies that mean "not now": a demoted primary (`READONLY`), a server
 /// still loading its data (`LOADING`), a replica whose primary is gone
 /// (`MASTERDOWN`), a cluster moving slots or without quorum (`TRYAGAIN`,
-/// `CLUSTERDOWN`). A retry later succeeds: 503, not 500.
+/// `CLUSTERDOWN`, and `MOVED`/`ASK`, which the cluster connection is not
+/// let to follow by resending). A retry later succeeds: 503, not 500.
 fn not_now(e: &RedisError) -> bool {
     matches!(
         e.code(),
-        Some("READONLY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN")
+        Some("READONLY" | "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK")
     )
 }
 
@@ -656,6 +683,21 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentinel_urls_are_read_with_defaults_and_refused_when_incomplete() {
+        let (sentinels, name, _) = sentinel_parts("a:26380,b/primary/0?x=1").unwrap();
+        assert_eq!(sentinels, ["redis://a:26380", "redis://b:26379"]);
+        assert_eq!(name, "primary");
+        let (sentinels, name, _) = sentinel_parts("user:p@ss@a:1/n").unwrap();
+        assert_eq!(
+            (sentinels.as_slice(), name.as_str()),
+            (&["redis://a:1".to_owned()][..], "n")
+        );
+        for bad in ["a:1", "a:1/", "/n", "a:1,,b:2/n", ""] {
+            assert!(sentinel_parts(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn passwords_stay_out_of_debug() {

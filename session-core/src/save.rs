@@ -42,8 +42,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(2);
 const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Attempts to find an unused id (a collision of 256-bit ids is not expected).
 const MAX_ID_ATTEMPTS: usize = 3;
-/// How long a retired record stays (it only has to outlive the requests
-/// that loaded the session before it was retired).
+/// How long a renew's retired record stays at least (it only has to
+/// outlive the requests that loaded the session before it was retired; a
+/// move's stays as long as the session could).
 const RETIRED_TTL: Duration = Duration::from_secs(60);
 
 /// What a request did with a session.
@@ -371,7 +372,17 @@ impl Saving<'_> {
     /// it with an empty record (absent to every reader) by
     /// compare-and-swap.
     async fn retire(&self, key: &StoreKey, version: Version) -> Result<SaveOutcome, SessionError> {
-        let until = self.now + RETIRED_TTL;
+        self.retire_until(key, version, self.now + RETIRED_TTL)
+            .await
+    }
+
+    /// [`retire`](Self::retire), the retired record kept until `until`.
+    async fn retire_until(
+        &self,
+        key: &StoreKey,
+        version: Version,
+        until: OffsetDateTime,
+    ) -> Result<SaveOutcome, SessionError> {
         Ok(self
             .store
             .save(key, &[], until, SaveCondition::IfVersion(version))
@@ -392,8 +403,18 @@ impl Saving<'_> {
         let started = Instant::now();
         let mut attempt = 0u32;
         let primary_key = origin.id.store_key(self.engine.config.keys.primary());
+        // A move's retired record says "moved" to every request that
+        // loaded the session before: it stays as long as the session could
+        // (a renew's goes at once, below).
+        let until = if primary_key == *target.key {
+            self.deadline(&target.record).max(self.now + RETIRED_TTL)
+        } else {
+            self.now + RETIRED_TTL
+        };
         loop {
-            if let SaveOutcome::Saved(_) = self.retire(&origin.store_key, version).await? {
+            if let SaveOutcome::Saved(_) =
+                self.retire_until(&origin.store_key, version, until).await?
+            {
                 // A session found through an old key may have been moved
                 // to the primary key's record meanwhile: what was written
                 // there comes along too.
@@ -412,10 +433,15 @@ impl Saving<'_> {
                 return Ok(Some(target.record));
             }
             let Some(latest) = self.store.load_live(&origin.store_key).await? else {
-                // Moved to the primary key by another request: carry on
-                // from there (a renew of a session found through an old
-                // key); a move of our own is that request's to finish.
-                if primary_key != origin.store_key && primary_key != *target.key {
+                // Moved to the primary key by another request (a retired
+                // record is left under the old key; nothing there means a
+                // logout): carry on from there (a renew of a session found
+                // through an old key); a move of our own is that request's
+                // to finish.
+                let retired = primary_key != origin.store_key
+                    && primary_key != *target.key
+                    && self.store.load(&origin.store_key).await?.is_some();
+                if retired {
                     if let Some(moved) = self.store.load_live(&primary_key).await? {
                         let moved_origin = ServerOrigin {
                             store_key: primary_key,
