@@ -72,9 +72,19 @@ impl RedisProcess {
 
     fn try_start(&mut self) -> bool {
         self.stop();
+        // Its own folder: a replica's full sync writes an RDB file there
+        // even with `--save ""`.
+        let dir = std::env::temp_dir().join(format!(
+            "session-redis-{}-{}",
+            std::process::id(),
+            self.port
+        ));
+        std::fs::create_dir_all(&dir).expect("redis dir");
         let mut child = Command::new(redis_binary())
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -118,6 +128,11 @@ impl RedisProcess {
 impl Drop for RedisProcess {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!(
+            "session-redis-{}-{}",
+            std::process::id(),
+            self.port
+        )));
     }
 }
 
