@@ -12,9 +12,9 @@ use tracing::Instrument;
 use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
 use crate::engine::Engine;
-use crate::error::SessionError;
+use crate::error::{SessionError, StoreError};
 use crate::save::{Finished, Outcome};
-use crate::state::{Change, Context, Loaded, State, UpdateFn};
+use crate::state::{Action, Change, Context, Loaded, Origin, State, UpdateFn};
 
 /// A key that carries the type of its value, so a mismatched insert or get
 /// does not compile.
@@ -589,6 +589,26 @@ impl Session {
             };
             load_ended.await;
         };
+        // A renew, a purge and a key-rotation move are several store calls
+        // whose order keeps a logout a logout and no write lost: they run
+        // in a task of their own, so a request that goes away (its future
+        // dropped: the client disconnected) cannot stop them half-way.
+        let detached = action != Action::Keep
+            || matches!(&loaded.origin, Origin::Server(origin) if !origin.primary);
+        if detached {
+            let inner = self.inner.clone();
+            let task = tokio::spawn(async move {
+                let (engine, ctx) = (&*inner.engine, &inner.ctx);
+                engine
+                    .finish(ctx, loaded, action)
+                    .instrument(ctx.span.clone())
+                    .await
+            });
+            return task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a session's save task failed");
+                Err(StoreError::Backend("the session's save task failed".into()).into())
+            });
+        }
         engine
             .finish(ctx, loaded, action)
             .instrument(ctx.span.clone())
