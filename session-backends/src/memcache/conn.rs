@@ -41,6 +41,10 @@ pub(crate) enum Failure {
     Protocol(String),
 }
 
+/// How long after a request's deadline its caller stops waiting on its own
+/// (see [`Conn::call`]).
+const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
+
 /// How long past its deadline an abandoned request's reply may still come
 /// before the connection is given up.
 pub(crate) const ABANDON_GRACE: Duration = Duration::from_secs(2);
@@ -149,7 +153,10 @@ impl Conn {
         // The task fails a request in flight at its deadline; one still in
         // the queue (the connection full of late replies) is given up here,
         // and the task skips it unsent when it gets to it.
-        match tokio::time::timeout_at(deadline, answer).await {
+        // A little after the deadline, so that for a request in flight the
+        // task's own timeout (which counts it against the server's health
+        // first) is the one that answers.
+        match tokio::time::timeout_at(deadline + BACKSTOP_GRACE, answer).await {
             Ok(answered) => {
                 answered.unwrap_or_else(|_| Err(Failure::Closed("connection closed".into())))
             }
