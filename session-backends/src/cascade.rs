@@ -574,16 +574,36 @@ mod tests {
     use super::*;
     use crate::MemoryStore;
 
-    /// A memory store whose saves take `delay` (a slow remote tier).
+    /// A memory store whose saves take `delay` (a slow remote tier), and
+    /// whose loads can be made to fail a number of times.
     #[derive(Debug)]
     struct Slow {
         inner: MemoryStore,
         delay: Duration,
+        /// Loads that fail before they start working again.
+        failing_loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Slow {
+        fn new(delay: Duration) -> Self {
+            Slow {
+                inner: MemoryStore::new(),
+                delay,
+                failing_loads: Default::default(),
+            }
+        }
     }
 
     #[async_trait]
     impl Store for Slow {
         async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+            let failing = &self.failing_loads;
+            if failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Unavailable("flaky".into()));
+            }
             self.inner.load(key).await
         }
         async fn save(
@@ -593,7 +613,9 @@ mod tests {
             expires_at: OffsetDateTime,
             condition: SaveCondition,
         ) -> Result<SaveOutcome, StoreError> {
-            tokio::time::sleep(self.delay).await;
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
             self.inner.save(key, record, expires_at, condition).await
         }
         async fn touch(&self, key: &StoreKey, at: OffsetDateTime) -> Result<bool, StoreError> {
@@ -614,15 +636,9 @@ mod tests {
 
     /// Memory, then a slow tier written behind; the slow tier for checks.
     fn write_behind_over_slow_tier(delay: Duration) -> (CascadeStore, Arc<Slow>) {
-        let slow = Arc::new(Slow {
-            inner: MemoryStore::new(),
-            delay,
-        });
+        let slow = Arc::new(Slow::new(delay));
         // A memory store standing in for a shared one (memcached).
-        let shared = Slow {
-            inner: MemoryStore::new(),
-            delay: Duration::ZERO,
-        };
+        let shared = Slow::new(Duration::ZERO);
         let cascade = CascadeStore::builder()
             .tier(shared)
             .tier(slow.clone())
@@ -747,10 +763,7 @@ mod tests {
     /// is on its way while something else happens) in front of the
     /// authoritative tier; both handed back for checks.
     fn slow_copies(delay: Duration) -> (CascadeStore, Arc<Slow>, Arc<MemoryStore>) {
-        let copies = Arc::new(Slow {
-            inner: MemoryStore::new(),
-            delay,
-        });
+        let copies = Arc::new(Slow::new(delay));
         let authority = Arc::new(MemoryStore::new());
         let cascade = CascadeStore::builder()
             .tier(copies.clone())
@@ -828,45 +841,11 @@ mod tests {
         }
     }
 
-    /// A store whose loads fail while `failing` is set.
-    #[derive(Debug, Default)]
-    struct Flaky {
-        inner: MemoryStore,
-        failing: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Store for Flaky {
-        async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-            let left = self.failing.load(Ordering::SeqCst);
-            if left > 0 {
-                self.failing.store(left - 1, Ordering::SeqCst);
-                return Err(StoreError::Unavailable("flaky".into()));
-            }
-            self.inner.load(key).await
-        }
-        async fn save(
-            &self,
-            key: &StoreKey,
-            record: &[u8],
-            expires_at: OffsetDateTime,
-            condition: SaveCondition,
-        ) -> Result<SaveOutcome, StoreError> {
-            self.inner.save(key, record, expires_at, condition).await
-        }
-        async fn touch(&self, key: &StoreKey, at: OffsetDateTime) -> Result<bool, StoreError> {
-            self.inner.touch(key, at).await
-        }
-        async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-            self.inner.delete(key).await
-        }
-    }
-
     /// A write-behind whose first re-check of the authoritative tier fails
     /// retries it: the acknowledged write reaches the slowest tier.
     #[tokio::test]
     async fn a_failed_recheck_is_retried_not_taken_for_a_delete() {
-        let authority = Arc::new(Flaky::default());
+        let authority = Arc::new(Slow::new(Duration::ZERO));
         let slowest = Arc::new(MemoryStore::new());
         let cascade = CascadeStore::builder()
             .tier(authority.clone())
@@ -875,7 +854,7 @@ mod tests {
             .build()
             .unwrap();
         let key = key();
-        authority.failing.store(1, Ordering::SeqCst);
+        authority.failing_loads.store(1, Ordering::SeqCst);
         cascade
             .save(&key, b"acknowledged", later(), SaveCondition::Always)
             .await
@@ -890,10 +869,7 @@ mod tests {
     /// leave the session alive there.
     #[tokio::test]
     async fn a_fill_back_from_the_slowest_tier_during_a_logout_is_taken_back() {
-        let authority = Arc::new(Slow {
-            inner: MemoryStore::new(),
-            delay: Duration::from_millis(60),
-        });
+        let authority = Arc::new(Slow::new(Duration::from_millis(60)));
         let slowest = Arc::new(MemoryStore::new());
         let cascade = CascadeStore::builder()
             .tier(authority.clone())

@@ -420,6 +420,10 @@ impl RedisStore {
     /// The shared connection (made on first use), within the operation
     /// timeout however many requests wait for the one attempt under way.
     async fn connection(&self) -> Result<Conn, StoreError> {
+        // Every command asks: the connection made already, without a timer.
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
         let limit = self.inner.op_timeout;
         match tokio::time::timeout(limit, self.connect()).await {
             Ok(connected) => connected,
@@ -427,6 +431,18 @@ impl RedisStore {
                 self.forget_primary().await;
                 Err(StoreError::Timeout(limit))
             }
+        }
+    }
+
+    fn cached(&self) -> Option<Conn> {
+        match &self.inner.target {
+            Target::Single { connection, .. } => connection.get().cloned().map(Conn::Single),
+            Target::Cluster { connection, .. } => connection.get().cloned().map(Conn::Cluster),
+            Target::Sentinel { connection, .. } => connection
+                .try_read()
+                .ok()
+                .and_then(|c| c.clone())
+                .map(Conn::Sentinel),
         }
     }
 

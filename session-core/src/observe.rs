@@ -238,11 +238,8 @@ impl Observing<'_> {
     ) -> Result<SaveOutcome, StoreError> {
         let store = self.0;
         let call = async {
-            if let Some(limit) = store.max_record_size().filter(|&l| bytes.len() > l) {
-                return Err(StoreError::TooLarge {
-                    size: bytes.len(),
-                    limit,
-                });
+            if let Some(limit) = store.max_record_size() {
+                StoreError::check_size(bytes.len(), limit)?;
             }
             store.save(key, bytes, expires_at, condition).await
         };

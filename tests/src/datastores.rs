@@ -114,12 +114,7 @@ impl RedisProcess {
     /// Runs one command with `redis-cli` (beside the server binary);
     /// returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let cli = redis_binary().with_file_name("redis-cli");
-        let output = Command::new(cli)
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let output = redis_cli_output(self.port, args);
         assert!(output.status.success(), "redis-cli {args:?}");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
@@ -415,14 +410,22 @@ fn rand_u16() -> u16 {
     RandomState::new().hash_one(Instant::now()) as u16
 }
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
+/// One command with `redis-cli` (beside the server binary) to the server on
+/// `port`.
+fn redis_cli_output(port: u16, args: &[&str]) -> std::process::Output {
     let cli = redis_binary().with_file_name("redis-cli");
-    let output = Command::new(cli)
+    Command::new(cli)
         .args(["-p", &port.to_string()])
         .args(args)
         .output()
-        .expect("run redis-cli");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        .expect("run redis-cli")
+}
+
+/// Its output, whatever its status (a node may be on its way down).
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    String::from_utf8_lossy(&redis_cli_output(port, args).stdout)
+        .trim()
+        .to_owned()
 }
 
 /// A local Redis Cluster: three masters and three replicas

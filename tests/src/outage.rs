@@ -86,3 +86,30 @@ pub fn check(what: &str, log: &[Sample], back: Instant, outage_seen: bool) {
         log.len()
     );
 }
+
+/// While the store takes no writes (a read-only or demoted server): a
+/// `/counter` is a 503 with a JSON body, a `/counter/peek` still reads `n`.
+pub async fn writes_refused_reads_served(client: &DemoClient, n: u64) {
+    let write = client.get("/counter").await;
+    assert_eq!(write.status, 503, "{}", write.body);
+    assert!(write.body.starts_with('{'), "{}", write.body);
+    let read = client.get("/counter/peek").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json(), serde_json::json!({ "n": n }));
+}
+
+/// Once the store takes writes again: `/counter` answers 503 at most until
+/// `within` has passed, then 200 with `n`.
+pub async fn writes_resume(client: &DemoClient, n: u64, within: Duration) {
+    let back = Instant::now();
+    loop {
+        let r = client.get("/counter").await;
+        if r.status == 200 {
+            assert_eq!(r.json(), serde_json::json!({ "n": n }));
+            return;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(back.elapsed() < within, "writes not back in {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -91,6 +91,14 @@ fn manager(store: &Arc<Scripted>, ring: KeyRing) -> SessionManager {
     .unwrap()
 }
 
+/// Managers of one store before and after a key rotation: the secret of
+/// `keys(1)`, then `keys(2)` with the first kept as an old secret.
+fn rotation(store: &Arc<Scripted>) -> (SessionManager, SessionManager) {
+    let old = manager(store, keys(1));
+    let rotated = manager(store, keys(2).with_old_secret(&secret(1)).unwrap());
+    (old, rotated)
+}
+
 /// A session made with the old secret is moved to the primary key's token
 /// by its next request; a logout of the old token while that move is under
 /// way must end the session for good: neither token opens it afterwards.
@@ -98,8 +106,7 @@ fn manager(store: &Arc<Scripted>, ring: KeyRing) -> SessionManager {
 async fn a_logout_during_a_key_rotation_move_stays_a_logout() {
     for round in 0..10 {
         let store = Arc::new(Scripted::default());
-        let old = manager(&store, keys(1));
-        let rotated = manager(&store, keys(2).with_old_secret(&secret(1)).unwrap());
+        let (old, rotated) = rotation(&store);
         let mut jar = Jar::default();
         bump_on(&old, &mut jar).await;
         // The move's write of the new key waits; the logout runs meanwhile.
@@ -138,10 +145,23 @@ async fn a_logout_during_a_key_rotation_move_stays_a_logout() {
 async fn a_save_acknowledged_during_a_renew_is_kept() {
     let store = Arc::new(Scripted::default());
     let manager = manager(&store, keys(1));
+    let (jar, _) = login_while_another_request_counts(&manager, &manager).await;
+    // The old token is done.
+    let req = jar.start(&manager);
+    assert_eq!(req.primary().get(&COUNTER).await.unwrap(), None);
+}
+
+/// A session made through `first`: one request through `then` logs in
+/// (renews) after loading it, while another counts and saves first; the
+/// login must keep the count. Returns the client's jars from before the
+/// login and of the counting request.
+async fn login_while_another_request_counts(
+    first: &SessionManager,
+    then: &SessionManager,
+) -> (Jar, Jar) {
     let mut jar = Jar::default();
-    bump_on(&manager, &mut jar).await;
-    // The login loads the session, then another request's save lands.
-    let login = jar.start(&manager);
+    bump_on(first, &mut jar).await;
+    let login = jar.start(then);
     login
         .primary()
         .insert(&USER, &"ada".to_owned())
@@ -149,10 +169,10 @@ async fn a_save_acknowledged_during_a_renew_is_kept() {
         .unwrap();
     login.primary().renew().await.unwrap();
     let mut other = jar.clone();
-    assert_eq!(bump_on(&manager, &mut other).await, (2, Outcome::Save));
+    assert_eq!(bump_on(then, &mut other).await, (2, Outcome::Save));
     let mut renewed = jar.clone();
     assert_eq!(finish(&mut renewed, &login).await.outcome, Outcome::Renew);
-    let req = renewed.start(&manager);
+    let req = renewed.start(then);
     assert_eq!(
         req.primary().get(&USER).await.unwrap().as_deref(),
         Some("ada")
@@ -162,9 +182,7 @@ async fn a_save_acknowledged_during_a_renew_is_kept() {
         Some(2),
         "the save acknowledged before the renew finished was lost"
     );
-    // The old token is done.
-    let req = jar.start(&manager);
-    assert_eq!(req.primary().get(&COUNTER).await.unwrap(), None);
+    (jar, other)
 }
 
 /// Saves queued behind a leader ride in its write; when that write's reply
@@ -226,8 +244,7 @@ async fn a_lost_reply_of_a_combined_write_counts_no_change_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_cut_short_after_a_logout_leaves_nothing_to_revive() {
     let store = Arc::new(Scripted::default());
-    let old = manager(&store, keys(1));
-    let rotated = manager(&store, keys(2).with_old_secret(&secret(1)).unwrap());
+    let (old, rotated) = rotation(&store);
     let mut jar = Jar::default();
     bump_on(&old, &mut jar).await;
     // Two requests of the session load it through the old key.
@@ -267,28 +284,9 @@ async fn a_move_cut_short_after_a_logout_leaves_nothing_to_revive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_racing_a_key_rotation_move_follows_the_move() {
     let store = Arc::new(Scripted::default());
-    let old = manager(&store, keys(1));
-    let rotated = manager(&store, keys(2).with_old_secret(&secret(1)).unwrap());
-    let mut jar = Jar::default();
-    bump_on(&old, &mut jar).await;
-    let login = jar.start(&rotated);
-    login
-        .primary()
-        .insert(&USER, &"ada".to_owned())
-        .await
-        .unwrap();
-    login.primary().renew().await.unwrap();
-    // Another request moves the session (and counts) first.
-    let mut moved = jar.clone();
-    assert_eq!(bump_on(&rotated, &mut moved).await, (2, Outcome::Save));
-    let mut renewed = jar.clone();
-    assert_eq!(finish(&mut renewed, &login).await.outcome, Outcome::Renew);
-    let req = renewed.start(&rotated);
-    assert_eq!(
-        req.primary().get(&USER).await.unwrap().as_deref(),
-        Some("ada")
-    );
-    assert_eq!(req.primary().get(&COUNTER).await.unwrap(), Some(2));
+    let (old, rotated) = rotation(&store);
+    // The counting request moves the session first.
+    let (_, moved) = login_while_another_request_counts(&old, &rotated).await;
     let req = moved.start(&rotated);
     assert_eq!(
         req.primary().get(&COUNTER).await.unwrap(),

@@ -10,6 +10,7 @@ use session_core::time::OffsetDateTime;
 use session_core::{SaveCondition, SaveOutcome, Store, StoreKey};
 use session_tests::datastores::{self, PostgresProcess};
 use session_tests::memcached::WithServers;
+use session_tests::outage::{writes_refused_reads_served, writes_resume};
 
 session_backends::store_conformance_tests!(conformance, {
     let server = datastores::postgres();
@@ -181,27 +182,8 @@ async fn a_read_only_server_is_a_503_for_writes_and_writes_resume() {
         ],
     );
     for demo in [&demo, &fresh] {
-        let c = demo.adopt(&client);
-        let write = c.get("/counter").await;
-        assert_eq!(write.status, 503, "{}", write.body);
-        assert!(write.body.starts_with('{'), "{}", write.body);
-        let read = c.get("/counter/peek").await;
-        assert_eq!(read.status, 200, "{}", read.body);
-        assert_eq!(read.json(), serde_json::json!({"n": 1}));
+        writes_refused_reads_served(&demo.adopt(&client), 1).await;
     }
     set_read_only("off");
-    let back = Instant::now();
-    loop {
-        let r = client.get("/counter").await;
-        if r.status == 200 {
-            assert_eq!(r.json(), serde_json::json!({"n": 2}));
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.body);
-        assert!(
-            back.elapsed() < Duration::from_secs(2),
-            "writes not back in 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    writes_resume(&client, 2, Duration::from_secs(2)).await;
 }

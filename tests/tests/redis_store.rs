@@ -9,6 +9,7 @@ use session_core::time::OffsetDateTime;
 use session_core::{SaveCondition, SaveOutcome, Store};
 use session_tests::datastores::{self, RedisProcess};
 use session_tests::memcached::WithServers;
+use session_tests::outage::{writes_refused_reads_served, writes_resume};
 
 session_backends::store_conformance_tests!(conformance, {
     let server = datastores::redis();
@@ -127,25 +128,7 @@ async fn a_demoted_server_is_a_503_and_writes_resume_when_it_is_primary_again() 
     let client = demo.client();
     assert_eq!(client.get("/counter").await.status, 200);
     server.cli(&["REPLICAOF", "127.0.0.1", "1"]);
-    let write = client.get("/counter").await;
-    assert_eq!(write.status, 503, "{}", write.body);
-    assert!(write.body.starts_with('{'), "{}", write.body);
-    let read = client.get("/counter/peek").await;
-    assert_eq!(read.status, 200, "{}", read.body);
-    assert_eq!(read.json(), serde_json::json!({"n": 1}));
+    writes_refused_reads_served(&client, 1).await;
     server.cli(&["REPLICAOF", "NO", "ONE"]);
-    let back = Instant::now();
-    loop {
-        let r = client.get("/counter").await;
-        if r.status == 200 {
-            assert_eq!(r.json(), serde_json::json!({"n": 2}));
-            break;
-        }
-        assert_eq!(r.status, 503, "{}", r.body);
-        assert!(
-            back.elapsed() < Duration::from_secs(2),
-            "writes not back in 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    writes_resume(&client, 2, Duration::from_secs(2)).await;
 }
