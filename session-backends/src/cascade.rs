@@ -759,6 +759,18 @@ mod tests {
         );
     }
 
+    /// A read of `key` whose copies are on their way while a delete (a
+    /// logout) runs.
+    async fn read_racing_a_delete(cascade: &CascadeStore, key: &StoreKey) {
+        let read = {
+            let (cascade, key) = (cascade.clone(), key.clone());
+            tokio::spawn(async move { cascade.load(&key).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cascade.delete(key).await.unwrap();
+        read.await.unwrap();
+    }
+
     /// Three tiers: a shared cache (its saves slowed by `delay`, so a copy
     /// is on its way while something else happens) in front of the
     /// authoritative tier; both handed back for checks.
@@ -785,13 +797,7 @@ mod tests {
             .save(&key, &bytes, later(), SaveCondition::Always)
             .await
             .unwrap();
-        let read = {
-            let (cascade, key) = (cascade.clone(), key.clone());
-            tokio::spawn(async move { cascade.load(&key).await.unwrap() })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        cascade.delete(&key).await.unwrap();
-        read.await.unwrap();
+        read_racing_a_delete(&cascade, &key).await;
         assert!(
             copies.inner.load(&key).await.unwrap().is_none(),
             "a copy outlived its authority's record"
@@ -887,13 +893,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let read = {
-            let (cascade, key) = (cascade.clone(), key.clone());
-            tokio::spawn(async move { cascade.load(&key).await.unwrap() })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        cascade.delete(&key).await.unwrap();
-        read.await.unwrap();
+        read_racing_a_delete(&cascade, &key).await;
         assert!(
             authority.inner.load(&key).await.unwrap().is_none(),
             "the logged-out session lives on in the authoritative tier"

@@ -1100,23 +1100,8 @@ async fn queued_saves_of_one_session_are_combined_into_one_write() {
         finish(&mut jar, &req).await;
     }
     let before = store.inner.saves.load(Ordering::SeqCst);
-    let barrier = Arc::new(tokio::sync::Barrier::new(32));
-    let tasks: Vec<_> = (0..32)
-        .map(|_| {
-            let (manager, jar, barrier) = (manager.clone(), jar.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let req = jar.start(&manager);
-                req.primary()
-                    .update(&COUNTER, |n| n.unwrap_or(0) + 1)
-                    .await
-                    .unwrap();
-                barrier.wait().await;
-                req.finish().await.unwrap()
-            })
-        })
-        .collect();
-    for task in tasks {
-        let finished = task.await.unwrap();
+    for task in concurrent_counts(&manager, &jar, 32) {
+        let finished = task.await.unwrap().unwrap();
         assert_eq!(finished.len(), 2, "Vary and Cache-Control, no token change");
     }
     let writes = store.inner.saves.load(Ordering::SeqCst) - before;

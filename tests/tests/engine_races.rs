@@ -203,30 +203,12 @@ async fn a_lost_reply_of_a_combined_write_counts_no_change_twice() {
     // second, whose reply is lost.
     store.delay_cas(30);
     store.lose_cas_reply.store(2, Ordering::SeqCst);
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (manager, jar, barrier) = (manager.clone(), jar.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let req = jar.start(&manager);
-                req.primary()
-                    .update(&COUNTER, |n| n.unwrap_or(0) + 1)
-                    .await
-                    .unwrap();
-                barrier.wait().await;
-                match req.finish().await {
-                    Ok(_) => true,
-                    Err(e) => {
-                        assert_eq!(e.http_status(), 503, "{e}");
-                        false
-                    }
-                }
-            })
-        })
-        .collect();
     let mut ok = 0;
-    for task in tasks {
-        ok += usize::from(task.await.unwrap());
+    for task in concurrent_counts(&manager, &jar, 8) {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.http_status(), 503, "{e}"),
+        }
     }
     store.delay_cas(0);
     let req = jar.start(&manager);

@@ -193,3 +193,30 @@ pub async fn peek(env: &Env, jar: &mut Jar) -> (Option<u64>, session_core::adapt
     jar.apply(finished.header.as_ref());
     (n, finished)
 }
+
+/// `n` requests of `jar`'s session, each counting once with
+/// `Session::update` and finishing together (a barrier between), so their
+/// saves queue in one lane: each task's result is its finish.
+pub fn concurrent_counts(
+    manager: &SessionManager,
+    jar: &Jar,
+    n: usize,
+) -> Vec<
+    tokio::task::JoinHandle<Result<Vec<session_core::ResponseHeader>, session_core::SessionError>>,
+> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    (0..n)
+        .map(|_| {
+            let (manager, jar, barrier) = (manager.clone(), jar.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let req = jar.start(&manager);
+                req.primary()
+                    .update(&COUNTER, |n| n.unwrap_or(0) + 1)
+                    .await
+                    .unwrap();
+                barrier.wait().await;
+                req.finish().await
+            })
+        })
+        .collect()
+}
