@@ -37,6 +37,9 @@ impl MapStore {
 
 #[async_trait]
 impl Store for MapStore {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let now = OffsetDateTime::now_utc();
         let records = self.records();

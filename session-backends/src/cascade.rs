@@ -8,7 +8,7 @@ use session_core::adapter::Observed;
 use session_core::time::OffsetDateTime;
 use session_core::{
     async_trait, IntoStore, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
-    Version,
+    UserIndexSupport, Version,
 };
 
 /// Bytes in front of every record: the cascade's own version (u64) and the
@@ -567,6 +567,12 @@ impl Store for CascadeStore {
     fn seals_at_rest(&self) -> bool {
         self.inner.tiers.iter().any(|t| t.store.seals_at_rest())
     }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // The index lives in the authoritative tier alone: the cache tiers
+        // would only delay an end.
+        self.inner.tiers[self.authoritative()].store.user_index()
+    }
 }
 
 #[cfg(all(test, feature = "memory"))]
@@ -596,6 +602,9 @@ mod tests {
 
     #[async_trait]
     impl Store for Slow {
+        fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+            session_core::UserIndexSupport::Records(self)
+        }
         async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
             let failing = &self.failing_loads;
             if failing

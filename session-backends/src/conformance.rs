@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
-use session_core::{SaveCondition, SaveOutcome, Store, StoreError, StoreKey, Version};
+use session_core::{
+    KeyRing, Lifetime, SaveCondition, SaveOutcome, Session, SessionConfig, SessionError,
+    SessionHandle, SessionManager, Store, StoreError, StoreKey, UserSession, Version,
+};
 
 /// A key no other test uses.
 pub fn unique_key(rule: &str) -> StoreKey {
@@ -449,6 +452,262 @@ pub async fn size_limit(store: &dyn Store) {
     store.delete(&key).await.expect("delete");
 }
 
+/// A browser of the index rules: one cookie jar, requests made straight on
+/// a manager (no HTTP).
+struct Browser {
+    manager: SessionManager,
+    cookie: Option<String>,
+    user_agent: &'static str,
+}
+
+impl Browser {
+    fn new(manager: &SessionManager, user_agent: &'static str) -> Self {
+        Browser {
+            manager: manager.clone(),
+            cookie: None,
+            user_agent,
+        }
+    }
+
+    /// One request: `handler` runs on its primary session, then the
+    /// request finishes and the cookie jar takes the response's cookie.
+    async fn request<T>(
+        &mut self,
+        handler: impl AsyncFnOnce(&Session) -> T,
+    ) -> Result<T, SessionError> {
+        let cookie = self.cookie.clone();
+        let user_agent = self.user_agent;
+        let request = self.manager.start_by_name(|name| match name {
+            "cookie" => cookie.as_deref().map(str::as_bytes),
+            "user-agent" => Some(user_agent.as_bytes()),
+            _ => None,
+        });
+        let out = handler(request.sessions().primary()).await;
+        for header in request.finish().await? {
+            if header.name().eq_ignore_ascii_case("set-cookie") {
+                let pair = header.value().split(';').next().unwrap_or_default();
+                let removed = header.value().contains("Max-Age=0");
+                self.cookie = (!removed).then(|| pair.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sign_in(&mut self, user: &str) -> SessionHandle {
+        self.request(async |s| {
+            s.sign_in(user).await.expect("sign in");
+            s.user_handle().await.expect("handle").expect("signed in")
+        })
+        .await
+        .expect("sign-in request")
+    }
+
+    /// The handle the browser's session is signed in with, if any.
+    async fn handle(&mut self) -> Option<SessionHandle> {
+        self.request(async |s| s.user_handle().await.expect("load"))
+            .await
+            .expect("request")
+    }
+
+    async fn list(&mut self) -> Vec<UserSession> {
+        self.request(async |s| s.user_sessions().await.expect("list"))
+            .await
+            .expect("request")
+    }
+}
+
+fn users_manager(store: Arc<dyn Store>, keys: &KeyRing) -> SessionManager {
+    SessionManager::new(SessionConfig::server(store, keys.clone())).expect("config")
+}
+
+fn test_user(rule: &str) -> String {
+    format!("{}@conformance", unique_key(rule).as_str())
+}
+
+/// A user's sessions: two sign-ins on two managers sharing the store see
+/// each other (with their user agents, this one marked current); ending
+/// one by handle refuses it on its next request; ending the others keeps
+/// only the caller; a sign-in as another user moves the session.
+pub async fn user_index(store: Arc<dyn Store>) {
+    let keys = KeyRing::generate().expect("keys");
+    let (a, b) = (
+        users_manager(store.clone(), &keys),
+        users_manager(store.clone(), &keys),
+    );
+    let user = test_user("users");
+    let (mut laptop, mut phone, mut tablet) = (
+        Browser::new(&a, "laptop"),
+        Browser::new(&b, "phone"),
+        Browser::new(&b, "tablet"),
+    );
+    let laptop_handle = laptop.sign_in(&user).await;
+    let phone_handle = phone.sign_in(&user).await;
+    let tablet_handle = tablet.sign_in(&user).await;
+    let listed = laptop.list().await;
+    assert_eq!(listed.len(), 3, "every sign-in is listed: {listed:?}");
+    let me = listed
+        .iter()
+        .find(|s| s.current)
+        .expect("the caller is marked");
+    assert_eq!(me.handle, laptop_handle);
+    assert_eq!(me.user_agent.as_deref(), Some("laptop"));
+    assert!(listed
+        .iter()
+        .any(|s| s.handle == phone_handle && s.user_agent.as_deref() == Some("phone")));
+    assert_eq!(
+        a.user_sessions(&user).await.expect("list by user id").len(),
+        3
+    );
+
+    // One ended from the other manager: refused at once there, and on the
+    // manager that did not end it within the member cache's time.
+    assert!(a.end_user_session(&user, &phone_handle).await.expect("end"));
+    tokio::time::sleep(session_core::MEMBER_CACHE + Duration::from_millis(100)).await;
+    assert_eq!(phone.handle().await, None, "an ended session is refused");
+    assert!(!a
+        .end_user_session(&user, &phone_handle)
+        .await
+        .expect("end again"));
+
+    // The others ended from the laptop: only it stays.
+    let ended = laptop
+        .request(async |s| s.end_other_user_sessions().await.expect("end others"))
+        .await
+        .expect("request");
+    assert_eq!(ended, 1);
+    assert_eq!(tablet.handle().await, None);
+    let left = laptop.list().await;
+    assert_eq!(
+        left.iter().map(|s| &s.handle).collect::<Vec<_>>(),
+        [&laptop_handle]
+    );
+    let _ = tablet_handle;
+
+    // Signing in as another user moves the session.
+    let other = test_user("users-other");
+    let moved = laptop.sign_in(&other).await;
+    assert!(a.user_sessions(&user).await.expect("list").is_empty());
+    assert_eq!(
+        a.user_sessions(&other)
+            .await
+            .expect("list")
+            .iter()
+            .map(|s| &s.handle)
+            .collect::<Vec<_>>(),
+        [&moved]
+    );
+    // Signing out takes it off.
+    laptop
+        .request(async |s| s.sign_out().await.expect("sign out"))
+        .await
+        .expect("request");
+    assert!(a.user_sessions(&other).await.expect("list").is_empty());
+    assert_eq!(laptop.handle().await, None);
+}
+
+/// Ending all of a user's sessions while 16 tasks keep saving them: none
+/// survives, and no save brings one back.
+pub async fn user_index_end_all_races_saves(store: Arc<dyn Store>) {
+    let keys = KeyRing::generate().expect("keys");
+    let manager = users_manager(store.clone(), &keys);
+    let user = test_user("users-race");
+    let mut browsers = Vec::new();
+    for _ in 0..4 {
+        let mut browser = Browser::new(&manager, "racer");
+        browser.sign_in(&user).await;
+        browsers.push(browser);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (i, browser) in browsers.iter().enumerate() {
+        for _ in 0..4 {
+            let mut browser = Browser {
+                manager: users_manager(store.clone(), &keys),
+                cookie: browser.cookie.clone(),
+                user_agent: "racer",
+            };
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = browser.request(async |s| s.insert("n", &i).await).await;
+                    // An in-process store never makes a task wait.
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ended = manager.end_user_sessions(&user).await.expect("end all");
+    assert_eq!(ended, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("task");
+    }
+    tokio::time::sleep(session_core::MEMBER_CACHE).await;
+    assert!(manager.user_sessions(&user).await.expect("list").is_empty());
+    for browser in &mut browsers {
+        assert_eq!(browser.handle().await, None, "an ended session stays ended");
+    }
+}
+
+/// Concurrent sign-ins of one user all land in the index (its updates are
+/// atomic), and a user id of 10 kB or with control characters is only
+/// ever a hashed key.
+pub async fn user_index_concurrent_sign_ins(store: Arc<dyn Store>) {
+    let keys = KeyRing::generate().expect("keys");
+    let manager = users_manager(store, &keys);
+    let user = format!("{}\u{0}\n\r{}", test_user("users-many"), "x".repeat(10_000));
+    let handles = futures_join_all((0..8).map(|_| {
+        let manager = manager.clone();
+        let user = user.clone();
+        async move { Browser::new(&manager, "many").sign_in(&user).await }
+    }))
+    .await;
+    let listed = manager.user_sessions(&user).await.expect("list");
+    for handle in &handles {
+        assert!(
+            listed.iter().any(|s| s.handle == *handle),
+            "every concurrent sign-in is listed"
+        );
+    }
+    assert_eq!(listed.len(), 8);
+    assert_eq!(manager.end_user_sessions(&user).await.expect("end all"), 8);
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.expect("task"));
+    }
+    out
+}
+
+/// The index of a user whose sessions all expired lists nothing.
+pub async fn user_index_expiry(store: Arc<dyn Store>) {
+    let keys = KeyRing::generate().expect("keys");
+    let config = SessionConfig::server(store, keys)
+        .lifetime(Lifetime::default().idle_timeout(Duration::from_secs(2)));
+    let manager = SessionManager::new(config).expect("config");
+    let user = test_user("users-expiry");
+    let mut browser = Browser::new(&manager, "brief");
+    browser.sign_in(&user).await;
+    assert_eq!(manager.user_sessions(&user).await.expect("list").len(), 1);
+    // The entry lapses a minute after its session: move the clock.
+    let later = manager
+        .clone()
+        .with_clock(|| OffsetDateTime::now_utc() + Duration::from_secs(120));
+    assert!(later.user_sessions(&user).await.expect("list").is_empty());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(browser.handle().await, None, "the session itself expired");
+}
+
 /// Runs every rule against `store`, one after the other.
 pub async fn run_all(store: Arc<dyn Store>) {
     round_trip(&*store).await;
@@ -461,7 +720,11 @@ pub async fn run_all(store: Arc<dyn Store>) {
     touch(&*store).await;
     expiry(&*store).await;
     concurrent_disjoint_updates(store.clone()).await;
-    concurrent_distinct_keys(store).await;
+    concurrent_distinct_keys(store.clone()).await;
+    user_index(store.clone()).await;
+    user_index_end_all_races_saves(store.clone()).await;
+    user_index_concurrent_sign_ins(store.clone()).await;
+    user_index_expiry(store).await;
 }
 
 /// Defines one `#[tokio::test]` per conformance rule for the store that
@@ -528,6 +791,22 @@ macro_rules! store_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_distinct_keys() {
                 $crate::conformance::concurrent_distinct_keys(make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn user_index() {
+                $crate::conformance::user_index(make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn user_index_end_all_races_saves() {
+                $crate::conformance::user_index_end_all_races_saves(make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn user_index_concurrent_sign_ins() {
+                $crate::conformance::user_index_concurrent_sign_ins(make().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn user_index_expiry() {
+                $crate::conformance::user_index_expiry(make().await).await;
             }
         }
     };

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    UserIndexSupport, Version,
 };
 
 const MAGIC: &[u8; 4] = b"SES1";
@@ -619,6 +620,11 @@ impl Store for FileStore {
 
     fn seals_at_rest(&self) -> bool {
         self.inner.seal_at_rest
+    }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // Each user's index in one record, by compare-and-swap.
+        UserIndexSupport::Records(self)
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    UserIndexSupport, Version,
 };
 
 /// Entries removed per lock hold by the sweeper, so it never stalls a shard.
@@ -462,6 +463,12 @@ fn record(entry: &Entry) -> StoredRecord {
 impl Store for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
+    }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // Each user's index in one record, by compare-and-swap under the
+        // map's lock.
+        UserIndexSupport::Records(self)
     }
 
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {

@@ -34,7 +34,8 @@ use deadpool_postgres::{
 };
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    UserIndexSupport, Version,
 };
 use tokio_postgres::NoTls;
 
@@ -675,6 +676,11 @@ impl Store for PostgresStore {
 
     fn seals_at_rest(&self) -> bool {
         self.inner.seal_at_rest
+    }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // Each user's index in one record, by compare-and-swap.
+        UserIndexSupport::Records(self)
     }
 }
 

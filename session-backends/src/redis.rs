@@ -37,7 +37,8 @@ use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServ
 use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    UserIndexSupport, Version,
 };
 
 /// Default largest record (Redis accepts up to 512 MiB; sessions should
@@ -693,6 +694,11 @@ impl Store for RedisStore {
 
     fn seals_at_rest(&self) -> bool {
         self.inner.seal_at_rest
+    }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // Each user's index in one record, by compare-and-swap.
+        UserIndexSupport::Records(self)
     }
 }
 

@@ -17,6 +17,7 @@ use ciborium::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CodecError;
+use crate::users::Binding;
 
 /// Version of the stored record format.
 const FORMAT_VERSION: u8 = 1;
@@ -72,6 +73,7 @@ impl Codec {
             constants: &record.constants,
             created_at: record.created_at,
             persistent: record.persistent,
+            user: record.user.as_ref(),
         };
         let mut out = Vec::with_capacity(64);
         out.push(FORMAT_VERSION);
@@ -122,6 +124,7 @@ impl Codec {
             constants: wire.constants,
             created_at: wire.created_at,
             persistent: wire.persistent,
+            user: wire.user,
         })
     }
 }
@@ -156,12 +159,15 @@ pub(crate) struct Record {
     /// Unix seconds when the session was created (or last renewed).
     pub(crate) created_at: i64,
     pub(crate) persistent: bool,
+    /// The user it is signed in as.
+    pub(crate) user: Option<Binding>,
 }
 
 impl Record {
-    /// True when nothing worth storing is left.
+    /// True when nothing worth storing is left (a signed-in session is
+    /// worth storing with no values).
     pub(crate) fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.flashes.is_empty()
+        self.values.is_empty() && self.flashes.is_empty() && self.user.is_none()
     }
 }
 
@@ -177,6 +183,8 @@ struct WireOut<'a> {
     created_at: i64,
     #[serde(rename = "p", skip_serializing_if = "is_false")]
     persistent: bool,
+    #[serde(rename = "u", skip_serializing_if = "Option::is_none")]
+    user: Option<&'a Binding>,
 }
 
 #[derive(Deserialize)]
@@ -191,6 +199,8 @@ struct WireIn {
     created_at: i64,
     #[serde(rename = "p", default)]
     persistent: bool,
+    #[serde(rename = "u", default)]
+    user: Option<Binding>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -288,6 +288,9 @@ pub struct SessionConfig {
     pub(crate) lifetime: Lifetime,
     pub(crate) cookie: CookieAttributes,
     pub(crate) max_header_len: usize,
+    /// Where a cookie session's user index lives.
+    pub(crate) user_index: Option<Arc<dyn Store>>,
+    pub(crate) max_sessions_per_user: Option<usize>,
 }
 
 impl AsRef<SessionConfig> for SessionConfig {
@@ -311,6 +314,8 @@ impl SessionConfig {
             lifetime: Lifetime::default(),
             cookie: CookieAttributes::default(),
             max_header_len: BROWSER_COOKIE_LIMIT,
+            user_index: None,
+            max_sessions_per_user: None,
         }
     }
 
@@ -385,6 +390,29 @@ impl SessionConfig {
     #[must_use]
     pub fn cookie_attributes(mut self, attributes: CookieAttributes) -> Self {
         self.cookie = attributes;
+        self
+    }
+
+    /// Where the index of users' signed-in sessions lives (see
+    /// [`Session::sign_in`](crate::Session::sign_in)). A server store keeps
+    /// it itself, so this is for cookie sessions: they stay whole in their
+    /// cookies, and only each signed-in session's small index entry lives
+    /// in `store`, which lets a signed-in cookie session be listed and
+    /// ended (its cookie is refused once its entry is gone, although still
+    /// validly sealed). Anonymous cookie sessions never touch it.
+    #[must_use]
+    pub fn user_index(mut self, store: impl IntoStore) -> Self {
+        self.user_index = Some(store.into_store());
+        self
+    }
+
+    /// The most sessions one user may have signed in at once (default:
+    /// no limit). A sign-in past it ends the user's least recently seen
+    /// sessions, as Spring Session's `maximumSessions` does. `0` is no
+    /// limit.
+    #[must_use]
+    pub fn max_sessions_per_user(mut self, max: usize) -> Self {
+        self.max_sessions_per_user = (max > 0).then_some(max);
         self
     }
 

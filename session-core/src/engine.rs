@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use crate::config::{SessionConfig, Storage};
 use crate::lanes::SaveLanes;
 use crate::store::Store;
+use crate::users::Members;
 
 /// A source of the current time; replaceable in tests
 /// ([`crate::SessionManager::with_clock`]).
@@ -41,6 +42,8 @@ pub(crate) struct Engine {
     pub(crate) config: SessionConfig,
     clock: Clock,
     pub(crate) lanes: SaveLanes,
+    /// What the user index said of signed-in sessions lately.
+    pub(crate) members: Members,
 }
 
 impl Engine {
@@ -49,6 +52,7 @@ impl Engine {
             config,
             clock,
             lanes: SaveLanes::default(),
+            members: Members::default(),
         }
     }
 

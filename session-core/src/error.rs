@@ -169,6 +169,10 @@ pub enum SessionError {
     /// No session with this name is configured.
     #[error("no session named `{0}` is configured")]
     UnknownSession(String),
+    /// A sign-in or a user-sessions call on a session whose store keeps no
+    /// user index (the message says which setting is missing).
+    #[error("no user index: {0}")]
+    NoUserIndex(&'static str),
     /// The OS random generator failed while creating a session id or nonce.
     #[error("the OS random generator failed")]
     Random,

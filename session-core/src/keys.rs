@@ -35,6 +35,8 @@ pub(crate) struct DerivedKeys {
     pub(crate) mac: HmacSha256,
     /// Pre-keyed HMAC for hashing session ids into store keys.
     pub(crate) store: HmacSha256,
+    /// Pre-keyed HMAC for hashing user ids into user index keys.
+    pub(crate) user: HmacSha256,
 }
 
 impl DerivedKeys {
@@ -60,12 +62,15 @@ impl DerivedKeys {
         let mac = HmacSha256::new_from_slice(&okm).expect("HMAC takes any key length");
         expand(b"store-key", &mut okm);
         let store = HmacSha256::new_from_slice(&okm).expect("HMAC takes any key length");
+        expand(b"user-key", &mut okm);
+        let user = HmacSha256::new_from_slice(&okm).expect("HMAC takes any key length");
         zeroize::Zeroize::zeroize(&mut okm);
         Ok(DerivedKeys {
             id,
             aead,
             mac,
             store,
+            user,
         })
     }
 }

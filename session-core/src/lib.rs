@@ -54,6 +54,7 @@ mod config;
 mod engine;
 mod error;
 mod id;
+mod index;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
@@ -68,6 +69,7 @@ mod session;
 mod state;
 mod store;
 mod transport;
+mod users;
 
 pub use codec::Codec;
 pub use config::{
@@ -75,6 +77,10 @@ pub use config::{
 };
 pub use error::{CodecError, ConfigError, KeyError, SessionError, StoreError};
 pub use id::StoreKey;
+pub use index::{
+    IndexEntry, SessionHandle, UserIndex, UserIndexSupport, UserKey, MAX_RECORD_INDEX_ENTRIES,
+    MAX_USER_AGENT_CHARS,
+};
 pub use keys::{KeyRing, MIN_SECRET_LEN};
 pub use manager::{RequestSessions, SessionManager};
 pub use save::CAS_BUDGET;
@@ -82,6 +88,7 @@ pub use seal::SealMode;
 pub use session::{Key, Session, SessionKey};
 pub use store::{IntoStore, SaveCondition, SaveOutcome, Store, StoredRecord, Version};
 pub use transport::ResponseHeader;
+pub use users::{UserSession, MEMBER_CACHE};
 
 /// Re-exported so stores and adapters use the same version.
 pub use async_trait::async_trait;

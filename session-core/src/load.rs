@@ -10,10 +10,12 @@ use crate::config::Storage;
 use crate::engine::Engine;
 use crate::error::{CodecError, SessionError};
 use crate::id::{SessionId, StoreKey};
+use crate::index::IndexEntry;
 use crate::observe::{self, Observing};
 use crate::seal::{self, Opened, Purpose, SealMode};
 use crate::state::{Context, Loaded, Origin, ServerOrigin};
 use crate::store::Store;
+use crate::users::Binding;
 
 /// A start time for the debug log's durations; `None` (no clock read)
 /// when debug logging is off.
@@ -97,15 +99,24 @@ impl Engine {
             }
         };
         match &config.storage {
-            Storage::Cookie => Ok(check(Codec::decode(opened.payload)).map(|record| Loaded {
-                record,
-                origin: Origin::Cookie {
-                    issued_at: opened.issued_at,
-                    primary: opened.primary,
-                },
-                changes: Vec::new(),
-                constants_open: false,
-            })),
+            Storage::Cookie => {
+                let Some(record) = check(Codec::decode(opened.payload)) else {
+                    return Ok(None);
+                };
+                let Some(member) = self.signed_in(&record, now_s).await? else {
+                    return Ok(None);
+                };
+                Ok(Some(Loaded {
+                    record,
+                    origin: Origin::Cookie {
+                        issued_at: opened.issued_at,
+                        primary: opened.primary,
+                    },
+                    changes: Vec::new(),
+                    constants_open: false,
+                    member,
+                }))
+            }
             Storage::Server(store) => {
                 let Some(id) = SessionId::from_bytes(opened.payload) else {
                     tracing::warn!(session = %config.name, "session token holds no valid id");
@@ -120,7 +131,18 @@ impl Engine {
                     return Ok(None);
                 };
                 let decoded = self.decode_stored(store.as_ref(), &store_key, stored.bytes, now_s);
-                Ok(check(decoded).map(|record| Loaded {
+                let Some(record) = check(decoded) else {
+                    return Ok(None);
+                };
+                let Some(member) = self.signed_in(&record, now_s).await? else {
+                    // Ended: its record goes too (it can never be opened
+                    // again; if this fails it expires).
+                    if let Err(e) = Observing(store.as_ref()).delete(&store_key).await {
+                        tracing::debug!(session = %config.name, error = %e, "an ended session's record stays until it expires");
+                    }
+                    return Ok(None);
+                };
+                Ok(Some(Loaded {
                     record,
                     origin: Origin::Server(ServerOrigin {
                         id,
@@ -132,7 +154,28 @@ impl Engine {
                     }),
                     changes: Vec::new(),
                     constants_open: false,
+                    member,
                 }))
+            }
+        }
+    }
+
+    /// For a signed-in session, its binding and index entry (`Some(None)`
+    /// for an anonymous session); `None` when its entry is gone: the
+    /// session was ended and is refused.
+    async fn signed_in(
+        &self,
+        record: &Record,
+        now: i64,
+    ) -> Result<Option<Option<(Binding, IndexEntry)>>, SessionError> {
+        let Some(binding) = &record.user else {
+            return Ok(Some(None));
+        };
+        match self.member(binding, now).await? {
+            Some(entry) => Ok(Some(Some((binding.clone(), entry)))),
+            None => {
+                tracing::debug!(session = %self.config.name, "signed-in session ended; starting a fresh session");
+                Ok(None)
             }
         }
     }

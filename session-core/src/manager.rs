@@ -10,9 +10,11 @@ use time::OffsetDateTime;
 use crate::config::{SessionConfig, Transport};
 use crate::engine::{Clock, Engine};
 use crate::error::{ConfigError, SessionError};
+use crate::index::SessionHandle;
 use crate::save::Finished;
 use crate::session::Session;
 use crate::transport::{read_tokens, ResponseHeader};
+use crate::users::UserSession;
 
 /// The sessions an application uses, each with its own name, store and
 /// options. Built once at start-up and shared (cloning is cheap).
@@ -155,16 +157,80 @@ impl SessionManager {
     where
         V: IntoIterator<Item = &'a [u8]>,
     {
+        let user_agent = values("user-agent")
+            .into_iter()
+            .next()
+            .map(crate::users::user_agent);
         self.start(
             self.token_headers()
                 .flat_map(|name| values(name).into_iter().map(move |value| (name, value))),
+            user_agent,
         )
+    }
+
+    fn primary_engine(&self) -> &Engine {
+        &self.engines[0]
+    }
+
+    /// The live sessions of the user `user_id` in the primary session's
+    /// index, most recently seen first (none is
+    /// [`current`](UserSession::current)): for an admin tool or a
+    /// background job, with no request at hand. Sessions indexed under an
+    /// older key of the ring (signed in before a rotation) are included.
+    ///
+    /// # Errors
+    ///
+    /// The store keeps no user index, or it failed.
+    pub async fn user_sessions(&self, user_id: &str) -> Result<Vec<UserSession>, SessionError> {
+        let engine = self.primary_engine();
+        let mut all = Vec::new();
+        for user in engine.user_keys(user_id) {
+            all.extend(engine.list_user(&user, None).await?);
+        }
+        all.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+        Ok(all)
+    }
+
+    /// Ends one session of the user `user_id` by its handle; whether it
+    /// was live. It is refused from its next request on (within
+    /// [`MEMBER_CACHE`](crate::MEMBER_CACHE) on other servers).
+    ///
+    /// # Errors
+    ///
+    /// The store keeps no user index, or it failed.
+    pub async fn end_user_session(
+        &self,
+        user_id: &str,
+        handle: &SessionHandle,
+    ) -> Result<bool, SessionError> {
+        let engine = self.primary_engine();
+        let mut ended = false;
+        for user in engine.user_keys(user_id) {
+            ended |= engine.end_user_session(&user, handle).await?;
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of the user `user_id` (after a password change,
+    /// say); how many were live.
+    ///
+    /// # Errors
+    ///
+    /// The store keeps no user index, or it failed.
+    pub async fn end_user_sessions(&self, user_id: &str) -> Result<usize, SessionError> {
+        let engine = self.primary_engine();
+        let mut ended = 0;
+        for user in engine.user_keys(user_id) {
+            ended += engine.end_user_sessions(&user, None).await?;
+        }
+        Ok(ended)
     }
 
     /// [`start_by_name`](Self::start_by_name) from (name, value) pairs.
     pub(crate) fn start<'a>(
         &self,
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        user_agent: Option<String>,
     ) -> PendingRequest {
         let tokens = read_tokens(&self.engines, headers);
         let sessions = self
@@ -180,7 +246,7 @@ impl SessionManager {
                     load = tracing::field::Empty,
                     outcome = tracing::field::Empty
                 );
-                Session::new(engine.clone(), tokens, span)
+                Session::new(engine.clone(), tokens, span, user_agent.clone())
             })
             .collect();
         PendingRequest {

@@ -9,6 +9,7 @@
 //! | `session_new_total` | counter | |
 //! | `session_refused_tokens_total` | counter | `reason` |
 //! | `session_outcomes_total` | counter | `outcome`: `save`, `touch`, `renew`, `purge`, `vanished` |
+//! | `session_user_events_total` | counter | `event`: `sign_in`, `sign_out`, `end`, `end_all`, `evicted` (past `max_sessions_per_user`), `revoked` (a signed-in session refused because its entry is gone), `ended_in_flight` |
 //! | `session_cas_conflicts_total` | counter | |
 //! | `session_cas_exhausted_total` | counter | (saves given up after the compare-and-swap budget: 503) |
 //! | `session_store_errors_total` | counter | `op`, `store`, `kind`: `unavailable`, `timeout`, `too_large`, `contended`, `backend` |
@@ -34,7 +35,15 @@ async fn store_call<T>(
     op: &'static str,
     call: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    let kind = store.kind();
+    store_call_of(store.kind(), op, call).await
+}
+
+/// [`store_call`] for a store known by its kind (a user index).
+pub(crate) async fn store_call_of<T>(
+    kind: &'static str,
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     let span = tracing::debug_span!(
         "store",
         op,
@@ -110,6 +119,17 @@ pub(crate) fn outcome(outcome: &'static str) {
         recorded::counter(&OUTCOMES, &[("outcome", outcome)]).increment(1);
     }
     let _ = outcome;
+}
+
+/// A sign-in, sign-out, end, end-all or limit eviction of a user's sessions
+/// (`session_user_events_total`); never a user id or handle.
+pub(crate) fn user_event(event: &'static str, count: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        static EVENTS: recorded::Keys = recorded::Keys::new("session_user_events_total");
+        recorded::counter(&EVENTS, &[("event", event)]).increment(count as u64);
+    }
+    tracing::debug!(event, count, "user sessions");
 }
 
 /// A compare-and-swap that found the record changed.
@@ -314,6 +334,10 @@ impl Store for Observed {
 
     fn seals_at_rest(&self) -> bool {
         self.0.seals_at_rest()
+    }
+
+    fn user_index(&self) -> crate::UserIndexSupport<'_> {
+        self.0.user_index()
     }
 }
 

@@ -34,6 +34,7 @@ use crate::seal::{self, Purpose, SealMode, NO_EXPIRY};
 use crate::state::{Action, Change, Context, Loaded, Origin, ServerOrigin};
 use crate::store::{SaveCondition, SaveOutcome, Store, StoredRecord, Version};
 use crate::transport::ResponseHeader;
+use crate::users::PendingSignIn;
 
 /// How long a save keeps retrying compare-and-swap conflicts.
 pub const CAS_BUDGET: Duration = Duration::from_millis(1500);
@@ -106,11 +107,13 @@ impl Engine {
         ctx: &Context,
         loaded: Loaded,
         action: Action,
+        sign_in: Option<PendingSignIn>,
     ) -> Result<Finished, SessionError> {
         let started = debug_timer();
         let config = &self.config;
         let now = self.now();
         let was_new = matches!(loaded.origin, Origin::New);
+        let users = self.users_work(&loaded, sign_in, action == Action::Purge, now);
         let result = match self.store() {
             None => self.finish_cookie(ctx, loaded, action, now),
             Some(store) => {
@@ -122,6 +125,13 @@ impl Engine {
                 };
                 saving.finish(loaded, action).await
             }
+        };
+        let result = match result {
+            Ok(finished) if !users.is_idle() => {
+                self.finish_users(ctx, users, finished, now.unix_timestamp())
+                    .await
+            }
+            other => other,
         };
         if let Ok(f) = &result {
             ctx.span.record("outcome", f.outcome.as_str());
@@ -149,7 +159,7 @@ impl Engine {
         result
     }
 
-    fn removal(&self, ctx: &Context, outcome: Outcome) -> Finished {
+    pub(crate) fn removal(&self, ctx: &Context, outcome: Outcome) -> Finished {
         let had_token = !ctx.candidates.is_empty();
         let header = had_token.then(|| ResponseHeader::removal(&self.config));
         Finished::new(outcome, header)
@@ -873,7 +883,7 @@ fn tell(riders: Vec<crate::lanes::Queued>, reply: impl Fn() -> RiderReply) {
 /// A random wait in `[0, min(BACKOFF_MAX, BACKOFF_BASE * 2^attempt))`
 /// ("full jitter"), so conflicting writers spread out instead of retrying
 /// in step.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE
         .saturating_mul(1u32 << attempt.min(16))
         .min(BACKOFF_MAX);

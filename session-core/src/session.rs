@@ -1,5 +1,6 @@
 //! The handle handlers use: typed values, flashes, constants, lifecycle.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,8 +14,10 @@ use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
 use crate::engine::Engine;
 use crate::error::{SessionError, StoreError};
+use crate::index::SessionHandle;
 use crate::save::{Finished, Outcome};
 use crate::state::{Action, Change, Context, Loaded, Origin, State, UpdateFn};
+use crate::users::{Binding, PendingSignIn, UserSession};
 
 /// A key that carries the type of its value, so a mismatched insert or get
 /// does not compile.
@@ -126,11 +129,20 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(engine: Arc<Engine>, candidates: Vec<String>, span: tracing::Span) -> Self {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        candidates: Vec<String>,
+        span: tracing::Span,
+        user_agent: Option<String>,
+    ) -> Self {
         Session {
             inner: Arc::new(SessionInner {
                 engine,
-                ctx: Context { candidates, span },
+                ctx: Context {
+                    candidates,
+                    span,
+                    user_agent,
+                },
                 state: std::sync::Mutex::new(State::default()),
                 load_ended: tokio::sync::Notify::new(),
             }),
@@ -545,6 +557,165 @@ impl Session {
         .await
     }
 
+    /// Signs the session in as `user_id` (any string the application
+    /// chooses; stores only ever see a keyed hash of it) and renews its id,
+    /// as a login must. The session is entered in the user's index with
+    /// this request's `User-Agent` when the request finishes; signing in as
+    /// another user moves it from that user's list to this one's. With
+    /// [`SessionConfig::max_sessions_per_user`], the user's least recently
+    /// seen sessions past the limit are ended.
+    ///
+    /// ```
+    /// # use session_core::{KeyRing, SessionConfig, SessionManager};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = KeyRing::generate()?;
+    /// // Cookie sessions need a store for the index alone; server stores keep it themselves.
+    /// let manager = SessionManager::new(SessionConfig::cookie(keys))?;
+    /// let request = manager.start_by_name(|_| None);
+    /// let err = request.sessions().primary().sign_in("ada").await.unwrap_err();
+    /// assert!(err.to_string().contains("no user index"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NoUserIndex`] when the session's store keeps no user
+    /// index, or a store that fails while loading the session.
+    pub async fn sign_in(&self, user_id: &str) -> Result<(), SessionError> {
+        self.sign_in_with(user_id, BTreeMap::new()).await
+    }
+
+    /// [`sign_in`](Self::sign_in) with small metadata kept in the user's
+    /// list beside the session (a device name, the sign-in method).
+    ///
+    /// # Errors
+    ///
+    /// As [`sign_in`](Self::sign_in).
+    pub async fn sign_in_with(
+        &self,
+        user_id: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), SessionError> {
+        let binding = self.inner.engine.bind(user_id)?;
+        self.with_state(|state, _| {
+            let loaded = state.loaded.as_mut().expect("with_state loads first");
+            loaded.change(Change::Bind(Some(binding.clone())))?;
+            state.sign_in = Some(PendingSignIn { binding, metadata });
+            state.renew();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Signs the session out: it leaves its user's list and gets a new id;
+    /// its values stay (call [`purge`](Self::purge) to end it whole, which
+    /// also takes it off the list).
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session.
+    pub async fn sign_out(&self) -> Result<(), SessionError> {
+        self.with_state(|state, _| {
+            let loaded = state.loaded.as_mut().expect("with_state loads first");
+            if loaded.record.user.is_some() {
+                loaded.change(Change::Bind(None))?;
+                state.renew();
+            }
+            state.sign_in = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// This session's handle in its user's list, when signed in.
+    ///
+    /// # Errors
+    ///
+    /// A store that fails while loading the session.
+    pub async fn user_handle(&self) -> Result<Option<SessionHandle>, SessionError> {
+        self.with(|loaded, _| Ok(loaded.record.user.as_ref().map(|b| b.handle.clone())))
+            .await
+    }
+
+    async fn binding(&self) -> Result<Option<Binding>, SessionError> {
+        self.with(|loaded, _| Ok(loaded.record.user.clone())).await
+    }
+
+    /// The live sessions of the user this session is signed in as, most
+    /// recently seen first, this one marked [`current`](UserSession::current);
+    /// empty when it is not signed in. Sessions signed in before a key
+    /// rotation are listed by [`SessionManager::user_sessions`](crate::SessionManager::user_sessions),
+    /// which knows the user id.
+    ///
+    /// # Errors
+    ///
+    /// The store or its user index failed.
+    pub async fn user_sessions(&self) -> Result<Vec<UserSession>, SessionError> {
+        let Some(binding) = self.binding().await? else {
+            return Ok(Vec::new());
+        };
+        self.inner
+            .engine
+            .list_user(&binding.user, Some(&binding.handle))
+            .await
+    }
+
+    /// Ends one session of this session's user, by handle; whether it was
+    /// live. Ending this very session purges it.
+    ///
+    /// # Errors
+    ///
+    /// The store or its user index failed.
+    pub async fn end_user_session(&self, handle: &SessionHandle) -> Result<bool, SessionError> {
+        let Some(binding) = self.binding().await? else {
+            return Ok(false);
+        };
+        let ended = self
+            .inner
+            .engine
+            .end_user_session(&binding.user, handle)
+            .await?;
+        if *handle == binding.handle {
+            self.purge().await?;
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of this session's user but this one ("sign out
+    /// my other devices"); how many were live.
+    ///
+    /// # Errors
+    ///
+    /// The store or its user index failed.
+    pub async fn end_other_user_sessions(&self) -> Result<usize, SessionError> {
+        let Some(binding) = self.binding().await? else {
+            return Ok(0);
+        };
+        self.inner
+            .engine
+            .end_user_sessions(&binding.user, Some(&binding.handle))
+            .await
+    }
+
+    /// Ends every session of this session's user, this one included (it is
+    /// purged); how many were live.
+    ///
+    /// # Errors
+    ///
+    /// The store or its user index failed.
+    pub async fn end_all_user_sessions(&self) -> Result<usize, SessionError> {
+        let Some(binding) = self.binding().await? else {
+            return Ok(0);
+        };
+        let ended = self
+            .inner
+            .engine
+            .end_user_sessions(&binding.user, None)
+            .await?;
+        self.purge().await?;
+        Ok(ended)
+    }
+
     /// Whether this request loaded the session (its response then depends
     /// on the token). A session in use elsewhere counts as loaded.
     pub(crate) fn was_loaded(&self) -> bool {
@@ -568,7 +739,7 @@ impl Session {
     /// browser limit. The stored session is then left as it was.
     pub(crate) async fn finish_now(&self) -> Result<Finished, SessionError> {
         let (engine, ctx) = (&*self.inner.engine, &self.inner.ctx);
-        let (loaded, action) = loop {
+        let (loaded, action, sign_in) = loop {
             let load_ended = {
                 let mut state = self.state();
                 if !state.loading {
@@ -581,7 +752,7 @@ impl Session {
                     let Some(loaded) = state.loaded.take() else {
                         return Ok(Finished::new(Outcome::Nothing, None));
                     };
-                    break (loaded, state.action);
+                    break (loaded, state.action, state.sign_in.take());
                 }
                 // A load is under way (in a task the handler started): its
                 // result is this request's session.
@@ -600,7 +771,7 @@ impl Session {
             let task = tokio::spawn(async move {
                 let (engine, ctx) = (&*inner.engine, &inner.ctx);
                 engine
-                    .finish(ctx, loaded, action)
+                    .finish(ctx, loaded, action, sign_in)
                     .instrument(ctx.span.clone())
                     .await
             });
@@ -610,7 +781,7 @@ impl Session {
             });
         }
         engine
-            .finish(ctx, loaded, action)
+            .finish(ctx, loaded, action, sign_in)
             .instrument(ctx.span.clone())
             .await
     }

@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 use crate::codec::Record;
 use crate::error::SessionError;
 use crate::id::{SessionId, StoreKey};
+use crate::index::IndexEntry;
 use crate::store::Version;
+use crate::users::{Binding, PendingSignIn};
 
 /// What a request knows of one session before loading it: the tokens it
 /// carried and the request's span.
@@ -21,6 +23,8 @@ pub(crate) struct Context {
     /// Tokens the request carried for this session, in order of appearance.
     pub(crate) candidates: Vec<String>,
     pub(crate) span: tracing::Span,
+    /// The request's `User-Agent`, as a sign-in records it.
+    pub(crate) user_agent: Option<String>,
 }
 
 /// What the handler asked to happen to the session as a whole.
@@ -40,6 +44,8 @@ pub(crate) struct State {
     pub(crate) loading: bool,
     pub(crate) action: Action,
     pub(crate) finished: bool,
+    /// A sign-in this request made, recorded in the index at its finish.
+    pub(crate) sign_in: Option<PendingSignIn>,
 }
 
 impl State {
@@ -54,6 +60,7 @@ impl State {
 
     pub(crate) fn purge(&mut self, now: i64, persistent: bool) {
         self.action = Action::Purge;
+        self.sign_in = None;
         if let Some(l) = &mut self.loaded {
             l.record = Record {
                 created_at: now,
@@ -96,6 +103,9 @@ pub(crate) struct Loaded {
     pub(crate) changes: Vec<Change>,
     /// Constant attributes may be set (new or renewed session).
     pub(crate) constants_open: bool,
+    /// The user the session was signed in as when loaded, and its index
+    /// entry then.
+    pub(crate) member: Option<(Binding, IndexEntry)>,
 }
 
 impl Loaded {
@@ -109,6 +119,7 @@ impl Loaded {
             origin: Origin::New,
             changes: Vec::new(),
             constants_open: true,
+            member: None,
         }
     }
 
@@ -165,6 +176,8 @@ pub(crate) enum Change {
         count: usize,
     },
     Persistent(bool),
+    /// Signed in as a user (or out, `None`).
+    Bind(Option<Binding>),
 }
 
 impl fmt::Debug for Change {
@@ -179,6 +192,7 @@ impl fmt::Debug for Change {
             Change::FlashAdd(k, _) => write!(f, "FlashAdd({k:?})"),
             Change::FlashTake { kind, count } => write!(f, "FlashTake({kind:?}, {count})"),
             Change::Persistent(p) => write!(f, "Persistent({p})"),
+            Change::Bind(b) => write!(f, "Bind({})", b.is_some()),
         }
     }
 }
@@ -223,6 +237,7 @@ impl Change {
                 });
             }
             Change::Persistent(p) => record.persistent = *p,
+            Change::Bind(b) => record.user = b.clone(),
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
+use crate::index::UserIndexSupport;
 
 /// An opaque version of a stored record, handed out by [`Store::load`] and
 /// checked by [`SaveCondition::IfVersion`]. Memcached's CAS unique, a
@@ -117,6 +118,20 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn seals_at_rest(&self) -> bool {
         false
     }
+
+    /// How the store keeps the per-user index of signed-in sessions
+    /// ([`crate::Session::sign_in`]): [`UserIndexSupport::Native`] for a
+    /// store that implements [`UserIndex`](crate::UserIndex),
+    /// [`UserIndexSupport::Records(self)`](UserIndexSupport::Records) to
+    /// let the engine keep each user's index in a record of this store by
+    /// compare-and-swap (right for any store whose `IfVersion` saves are
+    /// atomic), or [`UserIndexSupport::Unsupported`] (signing in then
+    /// fails with [`SessionError::NoUserIndex`](crate::SessionError::NoUserIndex)).
+    ///
+    /// There is no default on purpose: a store written before the index
+    /// existed fails to build until it says which, rather than listing no
+    /// sessions at run time.
+    fn user_index(&self) -> UserIndexSupport<'_>;
 }
 
 /// What takes a store ([`SessionConfig::server`](crate::SessionConfig::server),
@@ -132,6 +147,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// #   async fn save(&self, _: &session_core::StoreKey, _: &[u8], _: session_core::time::OffsetDateTime, _: session_core::SaveCondition) -> Result<session_core::SaveOutcome, session_core::StoreError> { Ok(session_core::SaveOutcome::Conflict) }
 /// #   async fn touch(&self, _: &session_core::StoreKey, _: session_core::time::OffsetDateTime) -> Result<bool, session_core::StoreError> { Ok(false) }
 /// #   async fn delete(&self, _: &session_core::StoreKey) -> Result<(), session_core::StoreError> { Ok(()) }
+/// #   fn user_index(&self) -> session_core::UserIndexSupport<'_> { session_core::UserIndexSupport::Records(self) }
 /// # }
 /// let by_value: Arc<dyn Store> = MyStore.into_store();
 /// let shared: Arc<dyn Store> = Arc::new(MyStore);

@@ -201,6 +201,9 @@ impl<G> std::fmt::Debug for WithServers<G> {
 
 #[session_core::async_trait]
 impl<G: Send + Sync + 'static> session_core::Store for WithServers<G> {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(
         &self,
         key: &session_core::StoreKey,

@@ -753,6 +753,9 @@ struct DownStore;
 
 #[async_trait]
 impl Store for DownStore {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, _: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         Err(StoreError::Unavailable("connection refused".into()))
     }
@@ -939,6 +942,9 @@ struct AlwaysConflicting(MemoryStore);
 
 #[async_trait]
 impl Store for AlwaysConflicting {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         self.0.load(key).await
     }
@@ -1053,6 +1059,9 @@ impl Slow {
 
 #[session_core::async_trait]
 impl Store for Slow {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         if !self.load_delay.is_zero() {
             tokio::time::sleep(self.load_delay).await;

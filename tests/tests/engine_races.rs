@@ -46,6 +46,9 @@ impl Scripted {
 
 #[async_trait]
 impl Store for Scripted {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         self.inner.load(key).await
     }

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord, Version,
+    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
+    UserIndexSupport, Version,
 };
 
 use self::proto::{Code, SetMode};
@@ -409,6 +410,11 @@ impl Store for MemcacheStore {
 
     fn seals_at_rest(&self) -> bool {
         self.inner.seal_at_rest
+    }
+
+    fn user_index(&self) -> UserIndexSupport<'_> {
+        // Each user's index in one record, by compare-and-swap.
+        UserIndexSupport::Records(self)
     }
 }
 

@@ -47,6 +47,9 @@ pub struct CountingStore {
 
 #[async_trait]
 impl Store for CountingStore {
+    fn user_index(&self) -> session_core::UserIndexSupport<'_> {
+        session_core::UserIndexSupport::Records(self)
+    }
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key).await

@@ -1,0 +1,495 @@
+//! Signed-in sessions: a session bound to a user (its record, or its
+//! cookie, carries the user's key and the session's handle), the check on
+//! every load that its entry in the user's index is still there, the entry
+//! kept up to date by the finish that happens anyway, and the list and end
+//! operations on a user's sessions.
+//!
+//! The entry is the truth of a signed-in session being live. Ending a
+//! session removes its entry, and a session without one is refused, so a
+//! write that was in flight when it ended (a save, a renew, a cookie
+//! re-sealed) cannot revive it: entries are created only by a sign-in,
+//! under a fresh handle, and otherwise only updated if present. Each engine
+//! remembers answers of the index for at most [`MEMBER_CACHE`], and forgets
+//! them all when it ends a session itself; another server sharing the
+//! store sees an end within that time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::codec::Record;
+use crate::engine::Engine;
+use crate::error::{SessionError, StoreError};
+use crate::index::{
+    IndexEntry, RecordIndex, SessionHandle, UserIndex, UserIndexSupport, UserKey,
+    MAX_USER_AGENT_CHARS,
+};
+use crate::observe;
+use crate::save::{Finished, Outcome};
+use crate::state::Context;
+
+/// How long an engine trusts what the index said of a live session.
+pub const MEMBER_CACHE: Duration = Duration::from_secs(1);
+/// How long a refusal is remembered (an ended session never comes back, so
+/// this only bounds memory).
+const REFUSAL_CACHE: Duration = Duration::from_secs(3600);
+/// Answers remembered at most; past it the cache starts afresh.
+const MEMBER_CACHE_ENTRIES: usize = 100_000;
+/// `last_seen` is written at most this often; an entry lapses this long
+/// after its session's deadline unless updated.
+const LAST_SEEN_STEP: i64 = 60;
+
+/// Whom a session is signed in as: the user's key and the session's handle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Binding {
+    #[serde(rename = "u")]
+    pub(crate) user: UserKey,
+    #[serde(rename = "h")]
+    pub(crate) handle: SessionHandle,
+}
+
+/// A sign-in made by this request, written to the index when the request
+/// finishes.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingSignIn {
+    pub(crate) binding: Binding,
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// One of a user's live sessions, as [`crate::Session::user_sessions`] and
+/// [`crate::SessionManager::user_sessions`] list them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserSession {
+    /// Its opaque handle, to end it with.
+    pub handle: SessionHandle,
+    /// Whether it is the session of the request that asked.
+    pub current: bool,
+    /// When it signed in.
+    pub created: OffsetDateTime,
+    /// Its last request (at most a minute behind).
+    pub last_seen: OffsetDateTime,
+    /// The `User-Agent` it signed in with (at most 256 characters).
+    pub user_agent: Option<String>,
+    /// What the application added at sign-in.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl UserSession {
+    fn from_entry(entry: IndexEntry, current: Option<&SessionHandle>) -> Self {
+        let at =
+            |s: i64| OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        UserSession {
+            current: current == Some(&entry.handle),
+            created: at(entry.created),
+            last_seen: at(entry.last_seen),
+            handle: entry.handle,
+            user_agent: entry.user_agent,
+            metadata: entry.metadata,
+        }
+    }
+}
+
+/// When the index was asked, in which generation, and what it said.
+type Answer = (Instant, u64, Option<IndexEntry>);
+
+/// What an engine remembers of the index: per handle, when it asked, the
+/// generation it asked in, and the entry (`None`: refused).
+#[derive(Default)]
+pub(crate) struct Members {
+    cache: Mutex<HashMap<SessionHandle, Answer>>,
+    /// Bumped by every end made through this engine: answers from before
+    /// are not used again.
+    generation: AtomicU64,
+}
+
+impl Members {
+    fn lookup(&self, handle: &SessionHandle) -> Option<Option<IndexEntry>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, generation, entry) = cache.get(handle)?;
+        let ttl = if entry.is_some() {
+            MEMBER_CACHE
+        } else {
+            REFUSAL_CACHE
+        };
+        let current = *generation == self.generation.load(Ordering::Acquire);
+        // A refusal stays true whatever ended since.
+        (at.elapsed() < ttl && (current || entry.is_none())).then(|| entry.clone())
+    }
+
+    fn remember(&self, handle: &SessionHandle, asked_in: u64, entry: Option<IndexEntry>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != asked_in && entry.is_some() {
+            // An end happened while the index was asked: the answer may
+            // predate it.
+            return;
+        }
+        if cache.len() >= MEMBER_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(handle.clone(), (Instant::now(), asked_in, entry));
+    }
+
+    fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The index an engine uses, its calls observed.
+pub(crate) struct Users<'a> {
+    index: IndexRef<'a>,
+    kind: &'static str,
+}
+
+enum IndexRef<'a> {
+    Native(&'a dyn UserIndex),
+    Records(RecordIndex<'a>),
+}
+
+impl Users<'_> {
+    fn index(&self) -> &dyn UserIndex {
+        match &self.index {
+            IndexRef::Native(index) => *index,
+            IndexRef::Records(index) => index,
+        }
+    }
+
+    async fn put(&self, user: &UserKey, entry: &IndexEntry, now: i64) -> Result<(), StoreError> {
+        observe::store_call_of(self.kind, "index_put", self.index().put(user, entry, now)).await
+    }
+
+    async fn update(
+        &self,
+        user: &UserKey,
+        entry: &IndexEntry,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        observe::store_call_of(
+            self.kind,
+            "index_update",
+            self.index().update(user, entry, now),
+        )
+        .await
+    }
+
+    async fn get(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        observe::store_call_of(self.kind, "index_get", self.index().get(user, handle, now)).await
+    }
+
+    async fn list(&self, user: &UserKey, now: i64) -> Result<Vec<IndexEntry>, StoreError> {
+        observe::store_call_of(self.kind, "index_list", self.index().list(user, now)).await
+    }
+
+    async fn remove(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        observe::store_call_of(
+            self.kind,
+            "index_remove",
+            self.index().remove(user, handle, now),
+        )
+        .await
+    }
+
+    async fn remove_all(
+        &self,
+        user: &UserKey,
+        keep: Option<&SessionHandle>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let call = self.index().remove_all(user, keep, now);
+        observe::store_call_of(self.kind, "index_remove_all", call).await
+    }
+}
+
+/// What finishing a request does to the index, gathered before the
+/// session's record goes to the save path.
+pub(crate) struct UsersWork {
+    /// The binding the session was loaded with, and its entry then.
+    pub(crate) loaded: Option<(Binding, IndexEntry)>,
+    /// The binding the request leaves it with.
+    pub(crate) last: Option<Binding>,
+    pub(crate) sign_in: Option<PendingSignIn>,
+    pub(crate) purged: bool,
+    /// When the session expires if this request saves or touches it.
+    pub(crate) deadline: i64,
+}
+
+impl UsersWork {
+    /// Nothing to do: an anonymous session that stays anonymous.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.loaded.is_none() && self.sign_in.is_none()
+    }
+}
+
+impl Engine {
+    /// The index this session's users are kept in.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::NoUserIndex`] when the store keeps none (or a cookie
+    /// session was configured without one).
+    pub(crate) fn users(&self) -> Result<Users<'_>, SessionError> {
+        let config = &self.config;
+        let store =
+            config
+                .user_index
+                .as_deref()
+                .or(self.store())
+                .ok_or(SessionError::NoUserIndex(
+                    "a cookie session without a user index store (SessionConfig::user_index)",
+                ))?;
+        let index = match store.user_index() {
+            UserIndexSupport::Native(index) => IndexRef::Native(index),
+            UserIndexSupport::Records(store) => IndexRef::Records(RecordIndex {
+                store,
+                keys: &config.keys,
+            }),
+            UserIndexSupport::Unsupported => {
+                return Err(SessionError::NoUserIndex(
+                    "the session store keeps no user index (Store::user_index)",
+                ))
+            }
+        };
+        Ok(Users {
+            index,
+            kind: store.kind(),
+        })
+    }
+
+    /// The entry of a signed-in session, or `None` when it was ended (or
+    /// lapsed): the session is then refused.
+    ///
+    /// # Errors
+    ///
+    /// The index cannot be reached.
+    pub(crate) async fn member(
+        &self,
+        binding: &Binding,
+        now: i64,
+    ) -> Result<Option<IndexEntry>, SessionError> {
+        if let Some(known) = self.members.lookup(&binding.handle) {
+            return Ok(known);
+        }
+        let asked_in = self.members.generation.load(Ordering::Acquire);
+        let entry = self
+            .users()?
+            .get(&binding.user, &binding.handle, now)
+            .await?;
+        if entry.is_none() {
+            observe::user_event("revoked", 1);
+        }
+        self.members
+            .remember(&binding.handle, asked_in, entry.clone());
+        Ok(entry)
+    }
+
+    /// The index work of a finishing request (see [`UsersWork`]).
+    pub(crate) fn users_work(
+        &self,
+        loaded: &crate::state::Loaded,
+        sign_in: Option<PendingSignIn>,
+        purged: bool,
+        now: OffsetDateTime,
+    ) -> UsersWork {
+        let record = &loaded.record;
+        let created_at = if sign_in.is_some() {
+            now.unix_timestamp()
+        } else {
+            record.created_at
+        };
+        let timing = Record {
+            created_at,
+            persistent: record.persistent,
+            ..Record::default()
+        };
+        UsersWork {
+            loaded: loaded.member.clone(),
+            last: record.user.clone(),
+            sign_in,
+            purged,
+            deadline: self.config.deadline(&timing, now).unix_timestamp(),
+        }
+    }
+
+    /// Brings the index up to date after the session itself was finished:
+    /// a sign-in's entry written (and the user's limit applied), a signed-out
+    /// or purged session's entry removed, a live one's `last_seen` and
+    /// expiry moved when due. A session whose entry vanished meanwhile
+    /// (ended by another request) gets a removal header instead of the one
+    /// it was about to get.
+    ///
+    /// # Errors
+    ///
+    /// The index failed: a sign-in that could not be recorded, or a
+    /// sign-out that could not be (the session would stay live).
+    pub(crate) async fn finish_users(
+        &self,
+        ctx: &Context,
+        work: UsersWork,
+        finished: Finished,
+        now: i64,
+    ) -> Result<Finished, SessionError> {
+        if finished.outcome == Outcome::Vanished {
+            return Ok(finished);
+        }
+        let users = self.users()?;
+        let expires = work.deadline.saturating_add(LAST_SEEN_STEP);
+        if let Some(sign_in) = &work.sign_in {
+            if !work.purged && work.last.as_ref() == Some(&sign_in.binding) {
+                let entry = IndexEntry {
+                    handle: sign_in.binding.handle.clone(),
+                    created: now,
+                    last_seen: now,
+                    expires,
+                    user_agent: ctx.user_agent.clone(),
+                    metadata: sign_in.metadata.clone(),
+                };
+                users.put(&sign_in.binding.user, &entry, now).await?;
+                observe::user_event("sign_in", 1);
+                self.enforce_limit(&users, &sign_in.binding, now).await?;
+            }
+        }
+        let Some((binding, entry)) = &work.loaded else {
+            return Ok(finished);
+        };
+        if work.purged || work.last.as_ref() != Some(binding) {
+            users.remove(&binding.user, &binding.handle, now).await?;
+            self.members.forget();
+            observe::user_event("sign_out", 1);
+            return Ok(finished);
+        }
+        let due = now - entry.last_seen >= LAST_SEEN_STEP
+            || expires - LAST_SEEN_STEP > entry.expires
+            || expires + 2 * LAST_SEEN_STEP < entry.expires;
+        if !due || finished.outcome == Outcome::Purge {
+            return Ok(finished);
+        }
+        let updated = IndexEntry {
+            last_seen: now,
+            expires: expires.max(entry.expires.min(expires + 2 * LAST_SEEN_STEP)),
+            ..entry.clone()
+        };
+        if users.update(&binding.user, &updated, now).await? {
+            return Ok(finished);
+        }
+        // Ended while this request ran: whatever it just wrote is refused
+        // from now on; the client is told to drop its token.
+        observe::user_event("ended_in_flight", 1);
+        self.members.forget();
+        Ok(self.removal(ctx, Outcome::Purge))
+    }
+
+    /// Ends the user's least recently seen sessions past the configured
+    /// limit, never the one just signed in.
+    async fn enforce_limit(
+        &self,
+        users: &Users<'_>,
+        signed_in: &Binding,
+        now: i64,
+    ) -> Result<(), SessionError> {
+        let Some(max) = self.config.max_sessions_per_user else {
+            return Ok(());
+        };
+        let mut entries = users.list(&signed_in.user, now).await?;
+        if entries.len() <= max {
+            return Ok(());
+        }
+        entries.retain(|e| e.handle != signed_in.handle);
+        entries.sort_by_key(|e| (e.last_seen, e.created));
+        let excess = (entries.len() + 1).saturating_sub(max);
+        let mut evicted = 0;
+        for entry in entries.iter().take(excess) {
+            if users.remove(&signed_in.user, &entry.handle, now).await? {
+                evicted += 1;
+            }
+        }
+        self.members.forget();
+        observe::user_event("evicted", evicted);
+        Ok(())
+    }
+
+    /// The live sessions of the user under `user`, most recently seen first.
+    pub(crate) async fn list_user(
+        &self,
+        user: &UserKey,
+        current: Option<&SessionHandle>,
+    ) -> Result<Vec<UserSession>, SessionError> {
+        let now = self.now().unix_timestamp();
+        let entries = self.users()?.list(user, now).await?;
+        let mut sessions: Vec<_> = entries
+            .into_iter()
+            .map(|e| UserSession::from_entry(e, current))
+            .collect();
+        sessions.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then(b.created.cmp(&a.created))
+        });
+        Ok(sessions)
+    }
+
+    /// Ends one session of the user; whether it was live.
+    pub(crate) async fn end_user_session(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+    ) -> Result<bool, SessionError> {
+        let now = self.now().unix_timestamp();
+        let removed = self.users()?.remove(user, handle, now).await?;
+        self.members.forget();
+        observe::user_event("end", usize::from(removed));
+        Ok(removed)
+    }
+
+    /// Ends every session of the user but `keep`; how many were live.
+    pub(crate) async fn end_user_sessions(
+        &self,
+        user: &UserKey,
+        keep: Option<&SessionHandle>,
+    ) -> Result<usize, SessionError> {
+        let now = self.now().unix_timestamp();
+        let removed = self.users()?.remove_all(user, keep, now).await?;
+        self.members.forget();
+        observe::user_event("end_all", removed);
+        Ok(removed)
+    }
+
+    /// A binding for `user_id` under a fresh handle.
+    pub(crate) fn bind(&self, user_id: &str) -> Result<Binding, SessionError> {
+        // Fails early, in the handler, rather than when the request ends.
+        self.users()?;
+        Ok(Binding {
+            user: UserKey::derive(self.config.keys.primary(), user_id),
+            handle: SessionHandle::generate(),
+        })
+    }
+
+    /// The user's keys under every key of the ring (sessions signed in
+    /// before a key rotation are indexed under the older ones).
+    pub(crate) fn user_keys(&self, user_id: &str) -> Vec<UserKey> {
+        UserKey::all(&self.config.keys, user_id)
+    }
+}
+
+/// A `User-Agent` as an entry keeps it: valid UTF-8 (lossy), at most
+/// [`MAX_USER_AGENT_CHARS`] characters, control characters dropped.
+pub(crate) fn user_agent(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_AGENT_CHARS)
+        .collect()
+}
