@@ -59,6 +59,18 @@ async fn flash_add(s: Session, body: web::Bytes) -> HttpResponse {
 async fn logout(s: Session) -> HttpResponse {
     respond(app::logout(&s).await)
 }
+async fn sessions_list(s: Session) -> HttpResponse {
+    respond(app::sessions_list(&s).await)
+}
+async fn session_end(s: Session, id: web::Path<String>) -> HttpResponse {
+    respond(app::session_end(&s, &id).await)
+}
+async fn sessions_revoke_others(s: Session) -> HttpResponse {
+    respond(app::sessions_revoke_others(&s).await)
+}
+async fn logout_everywhere(s: Session) -> HttpResponse {
+    respond(app::logout_everywhere(&s).await)
+}
 async fn page(s: Session) -> HttpResponse {
     respond(app::page(&s).await)
 }
@@ -80,6 +92,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/remember", web::post().to(remember))
         .service(web::resource("/flash").get(flash_take).post(flash_add))
         .route("/logout", web::post().to(logout))
+        .route("/sessions", web::get().to(sessions_list))
+        // Before `/sessions/{id}`, which would take it for an id.
+        .route(
+            "/sessions/revoke-others",
+            web::post().to(sessions_revoke_others),
+        )
+        .route("/sessions/{id}", web::delete().to(session_end))
+        .route("/logout-everywhere", web::post().to(logout_everywhere))
         .route("/", web::get().to(page));
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use session_core::{Session, SessionError, SessionKey};
+use session_core::{Session, SessionError, SessionHandle, SessionKey, UserSession};
 
 /// The counter of `/counter`.
 pub const COUNTER: SessionKey<u64> = SessionKey::new("n");
@@ -191,7 +191,8 @@ pub async fn login(session: &Session, body: &[u8]) -> Reply {
         Err(reply) => return reply,
     };
     reply(async {
-        session.renew().await?;
+        // Renews the id and enters the session in the user's list.
+        session.sign_in(&login.user).await?;
         session.insert_constant(&USER, &login.user).await?;
         session
             .flash(WELCOME_KIND, &format!("welcome {}", login.user))
@@ -265,6 +266,107 @@ pub async fn logout(session: &Session) -> Reply {
     .await
 }
 
+/// One of the user's sessions as `GET /sessions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedSession {
+    /// Its opaque handle.
+    pub id: String,
+    /// Whether it is the caller's.
+    pub current: bool,
+    /// Sign-in time, Unix seconds.
+    pub created: i64,
+    /// Last request, Unix seconds (at most a minute behind).
+    pub last_seen: i64,
+    /// The `User-Agent` it signed in with.
+    pub user_agent: Option<String>,
+}
+
+impl From<UserSession> for ListedSession {
+    fn from(s: UserSession) -> Self {
+        ListedSession {
+            id: s.handle.to_string(),
+            current: s.current,
+            created: s.created.unix_timestamp(),
+            last_seen: s.last_seen.unix_timestamp(),
+            user_agent: s.user_agent,
+        }
+    }
+}
+
+fn not_signed_in() -> Reply {
+    Reply::json(401, &json!({ "user": null }))
+}
+
+/// Whether the session is signed in (a user and a handle in the user's list).
+async fn signed_in(session: &Session) -> Result<bool, SessionError> {
+    Ok(session.get(&USER).await?.is_some() && session.user_handle().await?.is_some())
+}
+
+async fn listed(session: &Session) -> Result<Vec<ListedSession>, SessionError> {
+    Ok(session
+        .user_sessions()
+        .await?
+        .into_iter()
+        .map(ListedSession::from)
+        .collect())
+}
+
+/// `GET /sessions`: the signed-in user's live sessions, most recently seen
+/// first; 401 when not signed in.
+pub async fn sessions_list(session: &Session) -> Reply {
+    reply(async {
+        if !signed_in(session).await? {
+            return Ok(not_signed_in());
+        }
+        Ok(Reply::json(200, &json!(listed(session).await?)))
+    })
+    .await
+}
+
+/// `DELETE /sessions/{id}`: ends one of the user's sessions; 404 when the
+/// user has no live session with that id.
+pub async fn session_end(session: &Session, id: &str) -> Reply {
+    reply(async {
+        if !signed_in(session).await? {
+            return Ok(not_signed_in());
+        }
+        let no_such = || Reply::json(404, &json!({ "error": "no such session" }));
+        let Some(handle) = SessionHandle::parse(id) else {
+            return Ok(no_such());
+        };
+        Ok(if session.end_user_session(&handle).await? {
+            Reply::no_content()
+        } else {
+            no_such()
+        })
+    })
+    .await
+}
+
+/// `POST /sessions/revoke-others`: ends every session of the user but this one.
+pub async fn sessions_revoke_others(session: &Session) -> Reply {
+    reply(async {
+        if !signed_in(session).await? {
+            return Ok(not_signed_in());
+        }
+        let revoked = session.end_other_user_sessions().await?;
+        Ok(Reply::json(200, &json!({ "revoked": revoked })))
+    })
+    .await
+}
+
+/// `POST /logout-everywhere`: ends every session of the user, this one included.
+pub async fn logout_everywhere(session: &Session) -> Reply {
+    reply(async {
+        if !signed_in(session).await? {
+            return Ok(not_signed_in());
+        }
+        session.end_all_user_sessions().await?;
+        Ok(Reply::no_content())
+    })
+    .await
+}
+
 /// `GET /`: the HTML page (flashes are consumed).
 pub async fn page(session: &Session) -> Reply {
     reply(async {
@@ -272,7 +374,18 @@ pub async fn page(session: &Session) -> Reply {
         let n = session.get(&COUNTER).await?.unwrap_or(0);
         let persistent = session.is_persistent().await?;
         let flashes = take_flashes(session).await?;
-        let body = crate::page::render(user.as_deref(), n, persistent, &flashes);
+        let sessions = if user.is_some() {
+            listed(session).await?
+        } else {
+            Vec::new()
+        };
+        let body = crate::page::render(&crate::page::PageData {
+            user: user.as_deref(),
+            counter: n,
+            persistent,
+            flashes: &flashes,
+            sessions: &sessions,
+        });
         Ok(Reply {
             status: 200,
             content_type: Some("text/html; charset=utf-8"),

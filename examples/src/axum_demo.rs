@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use session_axum::{Session, SessionLayer};
 use session_core::SessionManager;
@@ -80,6 +80,24 @@ pub fn router(manager: SessionManager) -> Router {
         .route(
             "/logout",
             post(|s: Session| async move { respond(app::logout(&s).await) }),
+        )
+        .route(
+            "/sessions",
+            get(|s: Session| async move { respond(app::sessions_list(&s).await) }),
+        )
+        .route(
+            "/sessions/{id}",
+            delete(|s: Session, Path(id): Path<String>| async move {
+                respond(app::session_end(&s, &id).await)
+            }),
+        )
+        .route(
+            "/sessions/revoke-others",
+            post(|s: Session| async move { respond(app::sessions_revoke_others(&s).await) }),
+        )
+        .route(
+            "/logout-everywhere",
+            post(|s: Session| async move { respond(app::logout_everywhere(&s).await) }),
         )
         .route(
             "/",

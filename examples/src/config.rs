@@ -130,6 +130,10 @@ pub struct DemoConfig {
     pub cookie_secure: bool,
     /// Whether `GET /metrics` serves the session metrics (`METRICS=1`).
     pub metrics: bool,
+    /// Most sessions per user (`SESSION_MAX_PER_USER`; 0: no limit).
+    pub max_per_user: usize,
+    /// Where a cookie session's user index lives (`SESSION_USER_INDEX`).
+    pub user_index: Tier,
 }
 
 impl fmt::Debug for DemoConfig {
@@ -279,8 +283,31 @@ impl DemoConfig {
             Some("1") | Some("true") => true,
             Some(other) => return Err(bad("METRICS", format!("`{other}` is not 1 or 0"))),
         };
+        let max_per_user = match var("SESSION_MAX_PER_USER") {
+            None => 0,
+            Some(v) => v.trim().parse().map_err(|_| {
+                bad(
+                    "SESSION_MAX_PER_USER",
+                    format!("`{v}` is not a whole number (0 for no limit)"),
+                )
+            })?,
+        };
+        let user_index = match var("SESSION_USER_INDEX").as_deref().map(str::trim) {
+            None => Tier::Memory,
+            Some(name) => match Tier::parse(name) {
+                Some(Tier::File) | None => {
+                    return Err(bad(
+                        "SESSION_USER_INDEX",
+                        format!("unknown index store `{name}` (expected memory, memcache, redis or postgres)"),
+                    ))
+                }
+                Some(tier) => tier,
+            },
+        };
         Ok(DemoConfig {
             metrics,
+            max_per_user,
+            user_index,
             port,
             store,
             session_dir,
@@ -346,7 +373,9 @@ impl DemoConfig {
     pub fn session_manager(&self) -> Result<SessionManager, ConfigError> {
         let keys = self.keys.clone();
         let config = match &self.store {
-            StoreKind::Cookie => SessionConfig::cookie(keys),
+            StoreKind::Cookie => {
+                SessionConfig::cookie(keys).user_index(self.store(self.user_index)?)
+            }
             StoreKind::Tiers(tiers) if tiers.len() == 1 => {
                 SessionConfig::server(self.store(tiers[0])?, keys)
             }
@@ -370,7 +399,8 @@ impl DemoConfig {
         let mut config = config
             .name("sid")
             .lifetime(Lifetime::default().idle_timeout(self.idle))
-            .cookie_attributes(CookieAttributes::default().secure(self.cookie_secure));
+            .cookie_attributes(CookieAttributes::default().secure(self.cookie_secure))
+            .max_sessions_per_user(self.max_per_user);
         if self.transport == TransportKind::Header {
             config = config.transport(Transport::header(TOKEN_HEADER));
         }
@@ -450,6 +480,10 @@ mod tests {
             ("SESSION_IDLE_SECS", "0"),
             ("SESSION_IDLE_SECS", "soon"),
             ("SESSION_COOKIE_SECURE", "yes"),
+            ("SESSION_MAX_PER_USER", "-1"),
+            ("SESSION_MAX_PER_USER", "many"),
+            ("SESSION_USER_INDEX", "file"),
+            ("SESSION_USER_INDEX", "mongo"),
             ("METRICS", "yes"),
             ("MEMCACHE_SERVERS", "localhost"),
         ];

@@ -1,6 +1,6 @@
 //! The demo's HTML page.
 
-use crate::app::Flash;
+use crate::app::{Flash, ListedSession};
 
 /// Escapes text for HTML element content and quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -18,9 +18,60 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The page: user, counter, flashes, and forms for login, logout,
-/// remember me and the counter.
-pub fn render(user: Option<&str>, counter: u64, persistent: bool, flashes: &[Flash]) -> String {
+/// What the page shows.
+#[derive(Debug, Default)]
+pub struct PageData<'a> {
+    /// The signed-in user.
+    pub user: Option<&'a str>,
+    /// The counter.
+    pub counter: u64,
+    /// Remember me.
+    pub persistent: bool,
+    /// Flashes (consumed by this page).
+    pub flashes: &'a [Flash],
+    /// The user's sessions, when signed in.
+    pub sessions: &'a [ListedSession],
+}
+
+fn sessions_html(sessions: &[ListedSession]) -> String {
+    let rows: String = sessions
+        .iter()
+        .map(|s| {
+            let this = if s.current {
+                r#" <strong class="this-device">(this device)</strong>"#
+            } else {
+                ""
+            };
+            format!(
+                r#"<li class="user-session" data-id="{id}"><span class="user-agent">{agent}</span>{this} <span class="last-seen" data-unix="{seen}"></span> <button class="end-session" type="button" data-id="{id}">End</button></li>"#,
+                id = escape(&s.id),
+                agent = escape(s.user_agent.as_deref().unwrap_or("unknown device")),
+                seen = s.last_seen,
+            )
+        })
+        .collect();
+    format!(
+        r#"<h2>Your sessions</h2>
+<ul id="sessions">{rows}</ul>
+<p><button id="revoke-others" type="button">Sign out everywhere else</button> <button id="logout-everywhere" type="button">Sign out everywhere</button></p>"#
+    )
+}
+
+/// The page: user, counter, flashes, forms for login, logout, remember me
+/// and the counter, and when signed in the user's sessions.
+pub fn render(data: &PageData<'_>) -> String {
+    let PageData {
+        user,
+        counter,
+        persistent,
+        flashes,
+        sessions,
+    } = *data;
+    let sessions_html = if user.is_some() {
+        sessions_html(sessions)
+    } else {
+        String::new()
+    };
     let user_html = match user {
         Some(u) => format!(
             r#"<p>Signed in as <strong id="user">{}</strong></p>"#,
@@ -58,6 +109,7 @@ pub fn render(user: Option<&str>, counter: u64, persistent: bool, flashes: &[Fla
 </form>
 <p><label><input id="remember" type="checkbox"{checked}> Remember me</label></p>
 <p><button id="logout-button" type="button">Log out</button></p>
+{sessions_html}
 <script>
 async function send(method, url, body) {{
   const options = {{ method, headers: {{ "content-type": "application/json" }} }};
@@ -82,6 +134,25 @@ document.getElementById("logout-button").addEventListener("click", async () => {
   await send("POST", "/logout");
   location.reload();
 }});
+for (const seen of document.querySelectorAll(".last-seen")) {{
+  seen.textContent = "last seen " + new Date(Number(seen.dataset.unix) * 1000).toLocaleString();
+}}
+for (const button of document.querySelectorAll(".end-session")) {{
+  button.addEventListener("click", async () => {{
+    await send("DELETE", "/sessions/" + encodeURIComponent(button.dataset.id));
+    location.reload();
+  }});
+}}
+const others = document.getElementById("revoke-others");
+if (others) others.addEventListener("click", async () => {{
+  await send("POST", "/sessions/revoke-others");
+  location.reload();
+}});
+const everywhere = document.getElementById("logout-everywhere");
+if (everywhere) everywhere.addEventListener("click", async () => {{
+  await send("POST", "/logout-everywhere");
+  location.reload();
+}});
 </script>
 </body>
 </html>
@@ -99,7 +170,22 @@ mod tests {
             kind: "info".into(),
             message: "<script>alert(1)</script>".into(),
         }];
-        let html = render(Some("<b>\"x\"&'"), 3, true, &flashes);
+        let sessions = [ListedSession {
+            id: "h".into(),
+            current: true,
+            created: 1,
+            last_seen: 2,
+            user_agent: Some("<i>agent</i>".into()),
+        }];
+        let html = render(&PageData {
+            user: Some("<b>\"x\"&'"),
+            counter: 3,
+            persistent: true,
+            flashes: &flashes,
+            sessions: &sessions,
+        });
+        assert!(html.contains("&lt;i&gt;agent&lt;/i&gt;"));
+        assert!(html.contains("this device"));
         assert!(html.contains("&lt;b&gt;&quot;x&quot;&amp;&#39;"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script>alert"));

@@ -9,7 +9,7 @@ use rocket::data::{Data, ToByteUnit};
 use rocket::http::{Header, Status};
 use rocket::response::{self, Responder};
 use rocket::shield::Shield;
-use rocket::{catch, catchers, get, post, routes, Build, Request, Response, Rocket};
+use rocket::{catch, catchers, delete, get, post, routes, Build, Request, Response, Rocket};
 use session_core::SessionManager;
 use session_rocket::{Session, SessionFairing};
 
@@ -93,6 +93,22 @@ async fn flash_add(s: Session, data: Data<'_>) -> RocketReply {
 async fn logout(s: Session) -> RocketReply {
     RocketReply(app::logout(&s).await)
 }
+#[get("/sessions")]
+async fn sessions_list(s: Session) -> RocketReply {
+    RocketReply(app::sessions_list(&s).await)
+}
+#[delete("/sessions/<id>")]
+async fn session_end(s: Session, id: &str) -> RocketReply {
+    RocketReply(app::session_end(&s, id).await)
+}
+#[post("/sessions/revoke-others")]
+async fn sessions_revoke_others(s: Session) -> RocketReply {
+    RocketReply(app::sessions_revoke_others(&s).await)
+}
+#[post("/logout-everywhere")]
+async fn logout_everywhere(s: Session) -> RocketReply {
+    RocketReply(app::logout_everywhere(&s).await)
+}
 #[get("/")]
 async fn page(s: Session) -> RocketReply {
     RocketReply(app::page(&s).await)
@@ -139,6 +155,10 @@ pub fn build(manager: SessionManager, port: u16, ctrlc: bool) -> Rocket<Build> {
                 flash_take,
                 flash_add,
                 logout,
+                sessions_list,
+                session_end,
+                sessions_revoke_others,
+                logout_everywhere,
                 page
             ],
         )

@@ -299,38 +299,64 @@ pub(crate) struct RecordIndex<'a> {
     pub(crate) keys: &'a KeyRing,
 }
 
+/// A user's index as read from its record.
+struct ReadIndex {
+    entries: Vec<IndexEntry>,
+    version: crate::store::Version,
+    /// Sealed with an older key of the ring: to be re-sealed with the
+    /// primary before that key is dropped.
+    stale_seal: bool,
+}
+
 impl RecordIndex<'_> {
-    async fn read(
-        &self,
-        key: &StoreKey,
-        now: i64,
-    ) -> Result<Option<(Vec<IndexEntry>, crate::store::Version)>, StoreError> {
+    async fn read(&self, key: &StoreKey, now: i64) -> Result<Option<ReadIndex>, StoreError> {
         let Some(stored) = self.store.load(key).await? else {
             return Ok(None);
         };
-        let mut entries = self.decode(key, stored.bytes, now).unwrap_or_else(|| {
+        let (mut entries, stale_seal) = self.decode(key, stored.bytes, now).unwrap_or_else(|| {
             tracing::warn!("a user index record is unreadable; it is replaced");
-            Vec::new()
+            (Vec::new(), false)
         });
         entries.retain(|e| e.is_live(now));
-        Ok(Some((entries, stored.version)))
+        Ok(Some(ReadIndex {
+            entries,
+            version: stored.version,
+            stale_seal,
+        }))
     }
 
-    fn decode(&self, key: &StoreKey, bytes: Vec<u8>, now: i64) -> Option<Vec<IndexEntry>> {
+    /// The entries, and whether an older key sealed them.
+    fn decode(&self, key: &StoreKey, bytes: Vec<u8>, now: i64) -> Option<(Vec<IndexEntry>, bool)> {
         if bytes.is_empty() {
-            return Some(Vec::new());
+            return Some((Vec::new(), false));
         }
-        let plain = if seal::is_sealed(&bytes) {
-            seal::Sealer::new(self.keys, SealMode::Private, Purpose::AtRest, key.as_str())
-                .open_raw(bytes, now)
-                .ok()?
-                .payload
+        let (plain, stale_seal) = if seal::is_sealed(&bytes) {
+            let opened =
+                seal::Sealer::new(self.keys, SealMode::Private, Purpose::AtRest, key.as_str())
+                    .open_raw(bytes, now)
+                    .ok()?;
+            (opened.payload, !opened.primary)
         } else if self.store.seals_at_rest() {
             return None;
         } else {
-            bytes
+            (bytes, false)
         };
-        ciborium::from_reader(plain.as_slice()).ok()
+        Some((ciborium::from_reader(plain.as_slice()).ok()?, stale_seal))
+    }
+
+    /// Reads the live entries of `user`; a record sealed with an older key
+    /// of the ring is written again under the primary, so a key rotation
+    /// does not lose the index when the old key is dropped.
+    async fn read_entries(&self, user: &UserKey, now: i64) -> Result<Vec<IndexEntry>, StoreError> {
+        let Some(read) = self.read(&user.record_key(), now).await? else {
+            return Ok(Vec::new());
+        };
+        if read.stale_seal {
+            return self
+                .modify(user, now, |entries| (entries.clone(), true))
+                .await;
+        }
+        Ok(read.entries)
     }
 
     fn encode(&self, key: &StoreKey, entries: &[IndexEntry], now: i64) -> Vec<u8> {
@@ -361,7 +387,7 @@ impl RecordIndex<'_> {
         let mut attempt = 0u32;
         loop {
             let (mut entries, condition) = match self.read(&key, now).await? {
-                Some((entries, version)) => (entries, SaveCondition::IfVersion(version)),
+                Some(read) => (read.entries, SaveCondition::IfVersion(read.version)),
                 None => (Vec::new(), SaveCondition::IfAbsent),
             };
             let (result, changed) = change(&mut entries);
@@ -434,13 +460,12 @@ impl UserIndex for RecordIndex<'_> {
         handle: &SessionHandle,
         now: i64,
     ) -> Result<Option<IndexEntry>, StoreError> {
-        let found = self.read(&user.record_key(), now).await?;
-        Ok(found.and_then(|(entries, _)| entries.into_iter().find(|e| e.handle == *handle)))
+        let entries = self.read_entries(user, now).await?;
+        Ok(entries.into_iter().find(|e| e.handle == *handle))
     }
 
     async fn list(&self, user: &UserKey, now: i64) -> Result<Vec<IndexEntry>, StoreError> {
-        let found = self.read(&user.record_key(), now).await?;
-        Ok(found.map(|(entries, _)| entries).unwrap_or_default())
+        self.read_entries(user, now).await
     }
 
     async fn remove(

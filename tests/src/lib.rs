@@ -47,6 +47,8 @@ pub struct Setup {
     pub store: &'static str,
     /// `SESSION_TRANSPORT`.
     pub transport: &'static str,
+    /// `SESSION_USER_INDEX` (cookie sessions).
+    pub user_index: &'static str,
 }
 
 impl Setup {
@@ -56,6 +58,23 @@ impl Setup {
             framework,
             store,
             transport,
+            user_index: "memory",
+        }
+    }
+
+    /// This setup with cookie sessions' user index in `store`.
+    pub const fn user_index(mut self, store: &'static str) -> Self {
+        self.user_index = store;
+        self
+    }
+
+    /// Whether two servers on one backing share sessions and their users'
+    /// index (not when either lives in a process's memory).
+    pub fn shared_between_servers(&self) -> bool {
+        match self.store {
+            "memory" => false,
+            "cookie" => self.user_index != "memory",
+            _ => true,
         }
     }
 
@@ -76,6 +95,7 @@ impl Setup {
             self.store == name
                 || self.store.split('+').any(|t| t == name)
                 || (self.store == "cascade" && name == "memcache")
+                || (self.store == "cookie" && self.user_index == name)
         };
         let memcached = tiers("memcache").then(memcached::single);
         let redis = tiers("redis").then(datastores::redis);
@@ -114,6 +134,7 @@ impl Setup {
             ("SESSION_TRANSPORT", self.transport),
             ("SESSION_SECRET", secret),
             ("SESSION_DIR", dir.as_str()),
+            ("SESSION_USER_INDEX", self.user_index),
         ];
         if let Some(servers) = &servers {
             vars.push(("MEMCACHE_SERVERS", servers));
@@ -189,9 +210,15 @@ impl DemoServer {
 
     /// A new client of this server, with no session.
     pub fn client(&self) -> DemoClient {
+        self.client_as("session-tests")
+    }
+
+    /// A new client with this `User-Agent`.
+    pub fn client_as(&self, user_agent: &str) -> DemoClient {
         DemoClient {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .user_agent(user_agent)
                 .build()
                 .expect("client"),
             base: self.base.clone(),
@@ -415,6 +442,16 @@ impl DemoClient {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> Response {
         self.request("POST", path, Some(&body.to_string())).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request("DELETE", path, None).await
+    }
+
+    /// `POST path` with an empty body.
+    pub async fn post_empty(&self, path: &str) -> Response {
+        self.request("POST", path, None).await
     }
 
     /// `POST path` with a raw body.

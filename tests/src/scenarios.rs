@@ -364,11 +364,11 @@ pub async fn key_rotation(setup: &Setup) {
     let before = client.token();
     let rotated = setup.start_on(&backing, SECRET_B, Some(SECRET_A), &[]);
     let client = rotated.adopt(&client);
-    if setup.store == "memory" {
+    if !setup.shared_between_servers() {
         assert_eq!(
             client.get("/whoami").await.status,
             401,
-            "memory sessions end with the process"
+            "memory sessions (and signed-in cookie sessions with a memory index) end with the process"
         );
         return;
     }
@@ -512,4 +512,210 @@ pub async fn too_large(setup: &Setup) {
     assert!(r.json()["error"].is_string(), "{}", r.body);
     assert_eq!(client.get("/kv/big").await.status, 404);
     assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}));
+}
+
+/// The ids `GET /sessions` lists, and the one marked current.
+fn listed_ids(r: &crate::Response) -> (Vec<String>, Option<String>) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = r.json();
+    let list = list.as_array().expect("a list").clone();
+    let ids = list
+        .iter()
+        .map(|s| s["id"].as_str().expect("an id").to_owned())
+        .collect();
+    let current = list
+        .iter()
+        .find(|s| s["current"] == json!(true))
+        .map(|s| s["id"].as_str().expect("an id").to_owned());
+    (ids, current)
+}
+
+/// How long another server may take to see an end (its member cache).
+const OTHER_SERVER_SEES_END: std::time::Duration = std::time::Duration::from_millis(1200);
+
+/// A user's sessions: listed with their user agents on every server
+/// sharing the store, this one marked; one ended by id is refused on its
+/// next request (on another server within a second), its token dead even
+/// replayed; revoke-others keeps only the caller; logout-everywhere ends
+/// all; login as another user moves the session, logout takes it off.
+pub async fn user_sessions(setup: &Setup) {
+    let backing = setup.backing();
+    let first = setup.start_on(&backing, SECRET_A, None, &[]);
+    let second = setup
+        .shared_between_servers()
+        .then(|| setup.start_on(&backing, SECRET_A, None, &[]));
+    let second = second.as_ref().unwrap_or(&first);
+    let laptop = first.client_as("laptop-agent/1.0");
+    let phone = second.client_as("phone-agent/2.0");
+    let r = laptop.get("/sessions").await;
+    assert_eq!((r.status, r.json()), (401, json!({"user": null})));
+    assert_eq!(
+        laptop.post_empty("/sessions/revoke-others").await.status,
+        401
+    );
+    assert_eq!(laptop.post_empty("/logout-everywhere").await.status, 401);
+    assert_eq!(
+        laptop
+            .delete("/sessions/AAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .status,
+        401
+    );
+
+    laptop.post("/login", json!({"user": "ada"})).await;
+    phone.post("/login", json!({"user": "ada"})).await;
+    let r = laptop.get("/sessions").await;
+    let (ids, laptop_id) = listed_ids(&r);
+    assert_eq!(ids.len(), 2, "both sign-ins listed: {}", r.body);
+    let laptop_id = laptop_id.expect("this session is marked current");
+    let entry = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == json!(laptop_id))
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["user_agent"], json!("laptop-agent/1.0"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for field in ["created", "last_seen"] {
+        let t = entry[field].as_i64().expect("unix seconds");
+        assert!((now - 120..=now + 5).contains(&t), "{field}: {t}");
+    }
+    let token = laptop.token().expect("a token");
+    for id in &ids {
+        assert_eq!(id.len(), 22);
+        assert!(!token.contains(id.as_str()) && !id.contains(&token));
+    }
+    let (phone_ids, phone_id) = listed_ids(&phone.get("/sessions").await);
+    let phone_id = phone_id.expect("phone marked on its own list");
+    assert_eq!(
+        {
+            let mut a = phone_ids.clone();
+            a.sort();
+            a
+        },
+        {
+            let mut b = ids.clone();
+            b.sort();
+            b
+        },
+        "the same ids on every server"
+    );
+    // Ids are stable across writes and remember-me.
+    laptop.get("/counter").await;
+    laptop.post("/remember", json!({"persistent": true})).await;
+    assert_eq!(
+        listed_ids(&laptop.get("/sessions").await).1,
+        Some(laptop_id.clone())
+    );
+
+    // One ended from the laptop; the phone (on the other server) is out.
+    for bad in ["nope", "AAAAAAAAAAAAAAAAAAAAAA", "..%2F..%2Fetc"] {
+        let r = laptop.delete(&format!("/sessions/{bad}")).await;
+        assert_eq!(r.status, 404, "{bad}: {}", r.body);
+        assert!(r.json()["error"].is_string());
+    }
+    let phone_token = phone.token();
+    assert_eq!(
+        laptop.delete(&format!("/sessions/{phone_id}")).await.status,
+        204
+    );
+    assert_eq!(
+        laptop.delete(&format!("/sessions/{phone_id}")).await.status,
+        404
+    );
+    tokio::time::sleep(OTHER_SERVER_SEES_END).await;
+    assert_eq!(
+        phone.get("/whoami").await.status,
+        401,
+        "an ended session is refused"
+    );
+    let replay = second.client();
+    replay.set_token(phone_token);
+    assert_eq!(
+        replay.get("/whoami").await.status,
+        401,
+        "its token stays dead"
+    );
+    assert_eq!(
+        listed_ids(&laptop.get("/sessions").await).0,
+        [laptop_id.clone()]
+    );
+
+    // Revoke the others.
+    phone.post("/login", json!({"user": "ada"})).await;
+    let tablet = first.client_as("tablet");
+    tablet.post("/login", json!({"user": "ada"})).await;
+    let r = laptop.post_empty("/sessions/revoke-others").await;
+    assert_eq!((r.status, r.json()), (200, json!({"revoked": 2})));
+    tokio::time::sleep(OTHER_SERVER_SEES_END).await;
+    assert_eq!(phone.get("/whoami").await.status, 401);
+    assert_eq!(tablet.get("/whoami").await.status, 401);
+    assert_eq!(laptop.get("/whoami").await.json(), json!({"user": "ada"}));
+
+    // Logout everywhere: this one too, with a removal cookie.
+    phone.post("/login", json!({"user": "ada"})).await;
+    let laptop_token = laptop.token();
+    let r = laptop.post_empty("/logout-everywhere").await;
+    assert_eq!(r.status, 204);
+    if setup.cookie_transport() {
+        assert!(
+            r.set_cookies().iter().any(|c| c.contains("Max-Age=0")),
+            "removal cookie"
+        );
+    }
+    assert_eq!(laptop.get("/whoami").await.status, 401);
+    let replay = first.client();
+    replay.set_token(laptop_token);
+    assert_eq!(
+        replay.get("/whoami").await.status,
+        401,
+        "a validly sealed token of an ended session is refused"
+    );
+    tokio::time::sleep(OTHER_SERVER_SEES_END).await;
+    assert_eq!(phone.get("/whoami").await.status, 401);
+
+    // Logging in as another user moves the session; logout takes it off.
+    let ada = first.client();
+    ada.post("/login", json!({"user": "ada"})).await;
+    let mover = second.client();
+    mover.post("/login", json!({"user": "ada"})).await;
+    assert_eq!(listed_ids(&ada.get("/sessions").await).0.len(), 2);
+    mover.post("/login", json!({"user": "grace"})).await;
+    assert_eq!(
+        listed_ids(&ada.get("/sessions").await).0.len(),
+        1,
+        "moved to grace"
+    );
+    assert_eq!(listed_ids(&mover.get("/sessions").await).0.len(), 1);
+    let second_ada = second.client();
+    second_ada.post("/login", json!({"user": "ada"})).await;
+    assert_eq!(second_ada.post_empty("/logout").await.status, 204);
+    assert_eq!(
+        listed_ids(&ada.get("/sessions").await).0.len(),
+        1,
+        "logout takes it off"
+    );
+}
+
+/// `SESSION_MAX_PER_USER`: a login past the limit ends the user's least
+/// recently seen session.
+pub async fn max_sessions_per_user(setup: &Setup) {
+    let server = setup.start(&[("SESSION_MAX_PER_USER", "2")]);
+    let (oldest, middle, newest) = (server.client(), server.client(), server.client());
+    oldest.post("/login", json!({"user": "ada"})).await;
+    middle.post("/login", json!({"user": "ada"})).await;
+    newest.post("/login", json!({"user": "ada"})).await;
+    assert_eq!(
+        oldest.get("/whoami").await.status,
+        401,
+        "the least recently seen went"
+    );
+    assert_eq!(middle.get("/whoami").await.json(), json!({"user": "ada"}));
+    let (ids, _) = listed_ids(&newest.get("/sessions").await);
+    assert_eq!(ids.len(), 2);
 }

@@ -12,7 +12,8 @@ macro_rules! contract {
 
             contract!(@tests health counter key_values bad_json login_and_whoami flashes
                 remember_me cookie_attributes logout bad_tokens page concurrent_writes
-                key_rotation contended_writers contended_counter cache_headers too_large);
+                key_rotation contended_writers contended_counter cache_headers too_large
+                user_sessions max_sessions_per_user);
         }
     )*};
     (@tests $($scenario:ident)*) => {$(
@@ -49,4 +50,31 @@ contract! {
     actix_postgres => Setup::new(Framework::Actix, "postgres", "header");
     rocket_postgres => Setup::new(Framework::Rocket, "postgres", "cookie");
     axum_memory_memcache_postgres => Setup::new(Framework::Axum, "memory+memcache+postgres", "cookie");
+    axum_cookie_redis_index => Setup::new(Framework::Axum, "cookie", "cookie").user_index("redis");
+}
+
+/// The setups the user-sessions routes need beyond those above: every
+/// framework on every store, cookie sessions with a shared index.
+macro_rules! user_sessions_contract {
+    ($($suite:ident => $setup:expr;)*) => {$(
+        mod $suite {
+            use super::*;
+
+            const SETUP: Setup = $setup;
+
+            contract!(@tests login_and_whoami logout key_rotation user_sessions
+                max_sessions_per_user);
+        }
+    )*};
+}
+
+user_sessions_contract! {
+    actix_memory_memcache_postgres => Setup::new(Framework::Actix, "memory+memcache+postgres", "header");
+    rocket_memory_memcache_postgres => Setup::new(Framework::Rocket, "memory+memcache+postgres", "cookie");
+    actix_cookie_redis_index => Setup::new(Framework::Actix, "cookie", "header").user_index("redis");
+    rocket_cookie_redis_index => Setup::new(Framework::Rocket, "cookie", "cookie").user_index("redis");
+    axum_cookie_postgres_index => Setup::new(Framework::Axum, "cookie", "cookie").user_index("postgres");
+    actix_cookie_memcache_index => Setup::new(Framework::Actix, "cookie", "cookie").user_index("memcache");
+    actix_file => Setup::new(Framework::Actix, "file", "cookie");
+    rocket_file => Setup::new(Framework::Rocket, "file", "header");
 }
