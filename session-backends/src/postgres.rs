@@ -12,6 +12,15 @@
 //!     data       bytea NOT NULL
 //! );
 //! CREATE INDEX IF NOT EXISTS sessions_expires_at ON public.sessions (expires_at);
+//! -- The index of users' signed-in sessions (see `UserIndex for PostgresStore`).
+//! CREATE TABLE IF NOT EXISTS public.sessions_users (
+//!     user_key   bytea NOT NULL,
+//!     handle     text NOT NULL,
+//!     expires_at bigint NOT NULL,
+//!     entry      bytea NOT NULL,
+//!     PRIMARY KEY (user_key, handle)
+//! );
+//! CREATE INDEX IF NOT EXISTS sessions_users_expires_at ON public.sessions_users (expires_at);
 //! ```
 //!
 //! [`PostgresStore::migrate`] runs exactly that (with the configured schema
@@ -34,8 +43,8 @@ use deadpool_postgres::{
 };
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
-    UserIndexSupport, Version,
+    async_trait, IndexEntry, SaveCondition, SaveOutcome, SessionHandle, Store, StoreError,
+    StoreKey, StoredRecord, UserIndex, UserIndexSupport, UserKey, Version,
 };
 use tokio_postgres::NoTls;
 
@@ -233,15 +242,57 @@ struct Sql {
     touch: String,
     delete: String,
     sweep: String,
+    index: IndexSql,
     /// Whether the table is there already (names are checked to be plain
     /// identifiers, so quoting them in a literal is safe).
     exists: String,
     migrate: Vec<String>,
 }
 
+/// The user index's statements, on the side table `<table>_users`.
+struct IndexSql {
+    put: String,
+    update: String,
+    get: String,
+    list: String,
+    remove: String,
+    remove_all: String,
+    sweep: String,
+}
+
+impl IndexSql {
+    fn new(users: &str) -> IndexSql {
+        IndexSql {
+            // The index stays within its cap: past it, the entries expiring
+            // first go (in the same statement).
+            put: format!(
+                "WITH put AS (INSERT INTO {users} AS u (user_key, handle, expires_at, entry)                  VALUES ($1, $2, $3, $4) ON CONFLICT (user_key, handle) DO UPDATE                  SET expires_at = EXCLUDED.expires_at, entry = EXCLUDED.entry RETURNING 1)                  DELETE FROM {users} WHERE user_key = $1 AND handle IN (SELECT handle FROM {users}                  WHERE user_key = $1 AND handle <> $2 ORDER BY expires_at DESC OFFSET $5)"
+            ),
+            update: format!(
+                "UPDATE {users} SET expires_at = $3, entry = $4                  WHERE user_key = $1 AND handle = $2 AND expires_at > $5 RETURNING 1"
+            ),
+            get: format!(
+                "SELECT entry FROM {users} WHERE user_key = $1 AND handle = $2 AND expires_at > $3"
+            ),
+            list: format!("SELECT entry FROM {users} WHERE user_key = $1 AND expires_at > $2"),
+            remove: format!(
+                "DELETE FROM {users} WHERE user_key = $1 AND handle = $2 RETURNING expires_at > $3"
+            ),
+            remove_all: format!(
+                "DELETE FROM {users} WHERE user_key = $1 AND handle <> $2 RETURNING expires_at > $3"
+            ),
+            sweep: format!(
+                "DELETE FROM {users} WHERE (user_key, handle) IN (SELECT user_key, handle                  FROM {users} WHERE expires_at <= extract(epoch FROM now())::bigint                  LIMIT {SWEEP_BATCH} FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}
+
 impl Sql {
     fn new(table: &str, schema: &str, name: &str) -> Sql {
+        let users = format!("\"{schema}\".\"{name}_users\"");
         Sql {
+            index: IndexSql::new(&users),
             load: format!(
                 "SELECT version, CASE WHEN expires_at < '9999-12-31' THEN expires_at END, data \
                  FROM {table} WHERE key = $1 AND expires_at > now()"
@@ -270,7 +321,9 @@ impl Sql {
                 "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
                  WHERE expires_at <= now() LIMIT {SWEEP_BATCH} FOR UPDATE SKIP LOCKED)"
             ),
-            exists: format!("SELECT to_regclass('{table}') IS NOT NULL"),
+            exists: format!(
+                "SELECT to_regclass('{table}') IS NOT NULL AND to_regclass('{users}') IS NOT NULL"
+            ),
             migrate: vec![
                 format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
                 format!(
@@ -279,6 +332,14 @@ impl Sql {
                 ),
                 format!(
                     "CREATE INDEX IF NOT EXISTS \"{name}_expires_at\" ON {table} (expires_at)"
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {users} (user_key bytea NOT NULL, \
+                     handle text NOT NULL, expires_at bigint NOT NULL, entry bytea NOT NULL, \
+                     PRIMARY KEY (user_key, handle))"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS \"{name}_users_expires_at\" ON {users} (expires_at)"
                 ),
             ],
         }
@@ -524,14 +585,21 @@ async fn sweep(inner: &Inner) -> Result<u64, StoreError> {
         .prepare_cached(&inner.sql.sweep)
         .await
         .map_err(db_error)?;
+    let index = client
+        .prepare_cached(&inner.sql.index.sweep)
+        .await
+        .map_err(db_error)?;
     let mut total = 0;
-    loop {
-        let removed = client.execute(&statement, &[]).await.map_err(db_error)?;
-        total += removed;
-        if removed < SWEEP_BATCH as u64 {
-            return Ok(total);
+    for statement in [statement, index] {
+        loop {
+            let removed = client.execute(&statement, &[]).await.map_err(db_error)?;
+            total += removed;
+            if removed < SWEEP_BATCH as u64 {
+                break;
+            }
         }
     }
+    Ok(total)
 }
 
 #[async_trait]
@@ -679,8 +747,151 @@ impl Store for PostgresStore {
     }
 
     fn user_index(&self) -> UserIndexSupport<'_> {
-        // Each user's index in one record, by compare-and-swap.
-        UserIndexSupport::Records(self)
+        UserIndexSupport::Native(self)
+    }
+}
+
+impl PostgresStore {
+    /// Runs one of the index's statements; its rows.
+    async fn index_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.timed(async {
+            let client = self.client().await?;
+            let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+            match client.query(&statement, params).await {
+                Ok(rows) => Ok(rows),
+                Err(e) => Err(failed(client, e)),
+            }
+        })
+        .await
+    }
+}
+
+/// The entries of rows of `SELECT entry`; rows this store did not write
+/// are skipped.
+fn entries(rows: Vec<tokio_postgres::Row>) -> Vec<IndexEntry> {
+    rows.iter()
+        .filter_map(|row| row.try_get::<_, Vec<u8>>(0).ok())
+        .filter_map(|bytes| IndexEntry::from_bytes(&bytes))
+        .collect()
+}
+
+/// How many rows of `RETURNING <live>` were live.
+fn live_rows(rows: &[tokio_postgres::Row]) -> usize {
+    rows.iter()
+        .filter(|row| row.try_get::<_, bool>(0).unwrap_or(false))
+        .count()
+}
+
+/// The user index in the side table `<table>_users` (one row per signed-in
+/// session: the user key, the handle, the entry's expiry in Unix seconds
+/// and the entry), its primary key `(user_key, handle)` the index a list
+/// reads. Each operation is one statement; the sweeper clears lapsed rows
+/// beside expired sessions, and a sign-in past
+/// [`MAX_RECORD_INDEX_ENTRIES`](session_core::MAX_RECORD_INDEX_ENTRIES)
+/// entries drops the ones expiring first. Entries are kept unsealed (never
+/// the user id, which only appears hashed).
+#[async_trait]
+impl UserIndex for PostgresStore {
+    async fn put(&self, user: &UserKey, entry: &IndexEntry, _now: i64) -> Result<(), StoreError> {
+        let others = (session_core::MAX_RECORD_INDEX_ENTRIES - 1) as i64;
+        self.index_query(
+            &self.inner.sql.index.put,
+            &[
+                &user.as_str().as_bytes(),
+                &entry.handle.as_str(),
+                &entry.expires,
+                &entry.to_bytes(),
+                &others,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        user: &UserKey,
+        entry: &IndexEntry,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .index_query(
+                &self.inner.sql.index.update,
+                &[
+                    &user.as_str().as_bytes(),
+                    &entry.handle.as_str(),
+                    &entry.expires,
+                    &entry.to_bytes(),
+                    &now,
+                ],
+            )
+            .await?;
+        Ok(rows.len() == 1)
+    }
+
+    async fn get(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let rows = self
+            .index_query(
+                &self.inner.sql.index.get,
+                &[&user.as_str().as_bytes(), &handle.as_str(), &now],
+            )
+            .await?;
+        Ok(entries(rows)
+            .into_iter()
+            .find(|e| e.handle == *handle && e.is_live(now)))
+    }
+
+    async fn list(&self, user: &UserKey, now: i64) -> Result<Vec<IndexEntry>, StoreError> {
+        let rows = self
+            .index_query(
+                &self.inner.sql.index.list,
+                &[&user.as_str().as_bytes(), &now],
+            )
+            .await?;
+        Ok(entries(rows)
+            .into_iter()
+            .filter(|e| e.is_live(now))
+            .collect())
+    }
+
+    async fn remove(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .index_query(
+                &self.inner.sql.index.remove,
+                &[&user.as_str().as_bytes(), &handle.as_str(), &now],
+            )
+            .await?;
+        Ok(live_rows(&rows) > 0)
+    }
+
+    async fn remove_all(
+        &self,
+        user: &UserKey,
+        keep: Option<&SessionHandle>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let keep = keep.map_or("", |h| h.as_str());
+        let rows = self
+            .index_query(
+                &self.inner.sql.index.remove_all,
+                &[&user.as_str().as_bytes(), &keep, &now],
+            )
+            .await?;
+        Ok(live_rows(&rows))
     }
 }
 

@@ -37,8 +37,8 @@ use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServ
 use ::redis::{Client, Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    async_trait, SaveCondition, SaveOutcome, Store, StoreError, StoreKey, StoredRecord,
-    UserIndexSupport, Version,
+    async_trait, IndexEntry, SaveCondition, SaveOutcome, SessionHandle, Store, StoreError,
+    StoreKey, StoredRecord, UserIndex, UserIndexSupport, UserKey, Version,
 };
 
 /// Default largest record (Redis accepts up to 512 MiB; sessions should
@@ -235,6 +235,7 @@ impl RedisStoreBuilder {
                 cas: Script::new(CAS),
                 add: Script::new(ADD),
                 set: Script::new(SET),
+                index: IndexScripts::new(),
             }),
         })
     }
@@ -287,6 +288,102 @@ struct Inner {
     cas: Script,
     add: Script,
     set: Script,
+    index: IndexScripts,
+}
+
+/// The user index's scripts (see [`UserIndex for RedisStore`](RedisStore#impl-UserIndex-for-RedisStore)).
+struct IndexScripts {
+    put: Script,
+    update: Script,
+    list: Script,
+    remove: Script,
+    remove_all: Script,
+}
+
+/// Drops the entries of `KEYS[1]` (sorted set of handles by expiry) and
+/// `KEYS[2]` (hash of handle to entry) that lapsed by `ARGV[1]`; shared
+/// head of the index scripts.
+const INDEX_TRIM: &str = r"
+local now = tonumber(ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #gone > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+";
+
+/// Both keys expire with their last entry.
+const INDEX_EXPIRE: &str = r"
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last > 0 then
+  redis.call('EXPIREAT', KEYS[1], last[2])
+  redis.call('EXPIREAT', KEYS[2], last[2])
+end
+";
+
+/// Adds entry `ARGV[4]` under handle `ARGV[2]`, expiring at `ARGV[3]`;
+/// past `ARGV[5]` entries the ones expiring first go.
+const INDEX_PUT: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+local n = redis.call('ZCARD', KEYS[1])
+local cap = tonumber(ARGV[5])
+if n > cap then
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+  redis.call('ZREM', KEYS[1], unpack(old))
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+";
+
+/// Replaces the entry under `ARGV[2]` only if it is there and live: 1, or 0.
+const INDEX_UPDATE: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not s or tonumber(s) <= now then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+";
+
+/// The live entries.
+const INDEX_LIST: &str = r"
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #live == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(live))
+";
+
+/// Removes the entry under `ARGV[2]`: 1 if it was live, else 0.
+const INDEX_REMOVE: &str = r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+if s and tonumber(s) > now then return 1 end
+return 0
+";
+
+/// Removes every entry but `ARGV[2]`'s: how many live ones went.
+const INDEX_REMOVE_ALL: &str = r"
+local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+local n = 0
+for _, h in ipairs(all) do
+  if h ~= ARGV[2] then
+    n = n + 1
+    redis.call('ZREM', KEYS[1], h)
+    redis.call('HDEL', KEYS[2], h)
+  end
+end
+return n
+";
+
+impl IndexScripts {
+    fn new() -> Self {
+        let script = |body: &str, tail: &str| Script::new(&format!("{INDEX_TRIM}{body}{tail}"));
+        IndexScripts {
+            put: script(INDEX_PUT, INDEX_EXPIRE),
+            update: script(INDEX_UPDATE, &format!("{INDEX_EXPIRE}return 1")),
+            list: script("", INDEX_LIST),
+            remove: script(INDEX_REMOVE, ""),
+            remove_all: script(INDEX_REMOVE_ALL, ""),
+        }
+    }
 }
 
 /// Where commands go. Connections are made on first use: they spawn tasks,
@@ -697,8 +794,147 @@ impl Store for RedisStore {
     }
 
     fn user_index(&self) -> UserIndexSupport<'_> {
-        // Each user's index in one record, by compare-and-swap.
-        UserIndexSupport::Records(self)
+        UserIndexSupport::Native(self)
+    }
+}
+
+impl RedisStore {
+    /// A user's index keys: the sorted set of handles by expiry and the
+    /// hash of entries, on one hash slot (the user key in braces).
+    fn index_keys(&self, user: &UserKey) -> [String; 2] {
+        let zset = format!("{}u{{{}}}", self.inner.prefix, user.as_str());
+        let hash = format!("{zset}:e");
+        [zset, hash]
+    }
+
+    async fn index_call<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        user: &UserKey,
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        let [zset, hash] = self.index_keys(user);
+        let mut call = script.key(zset);
+        call.key(hash);
+        for arg in args {
+            call.arg(*arg);
+        }
+        self.run(call.invoke_async(&mut conn)).await
+    }
+}
+
+/// The user index as a sorted set per user (handles scored by their
+/// entries' expiry, in Unix seconds) and a hash of the entries, both under
+/// one hash tag so Redis Cluster keeps a user's index on one slot. Every
+/// operation is one script (atomic, one round trip); each write drops the
+/// entries that lapsed, caps the index at
+/// [`MAX_RECORD_INDEX_ENTRIES`](session_core::MAX_RECORD_INDEX_ENTRIES),
+/// and sets both keys to expire with the last entry. Entries are kept
+/// unsealed (handle, times, user agent, the application's metadata; never
+/// the user id, which only appears hashed in the key).
+#[async_trait]
+impl UserIndex for RedisStore {
+    async fn put(&self, user: &UserKey, entry: &IndexEntry, now: i64) -> Result<(), StoreError> {
+        let (now, expires, cap) = (
+            now.to_string(),
+            entry.expires.to_string(),
+            session_core::MAX_RECORD_INDEX_ENTRIES.to_string(),
+        );
+        let args: [&[u8]; 5] = [
+            now.as_bytes(),
+            entry.handle.as_str().as_bytes(),
+            expires.as_bytes(),
+            &entry.to_bytes(),
+            cap.as_bytes(),
+        ];
+        let _: Value = self.index_call(&self.inner.index.put, user, &args).await?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        user: &UserKey,
+        entry: &IndexEntry,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (now, expires) = (now.to_string(), entry.expires.to_string());
+        let args: [&[u8]; 4] = [
+            now.as_bytes(),
+            entry.handle.as_str().as_bytes(),
+            expires.as_bytes(),
+            &entry.to_bytes(),
+        ];
+        let updated: i64 = self
+            .index_call(&self.inner.index.update, user, &args)
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn get(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        let mut conn = self.connection().await?;
+        let [zset, hash] = self.index_keys(user);
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("ZSCORE")
+            .arg(&zset)
+            .arg(handle.as_str())
+            .cmd("HGET")
+            .arg(&hash)
+            .arg(handle.as_str());
+        let (score, bytes): (Option<f64>, Option<Vec<u8>>) =
+            self.run(pipe.query_async(&mut conn)).await?;
+        let live = score.is_some_and(|s| s > now as f64);
+        Ok(bytes
+            .filter(|_| live)
+            .and_then(|b| IndexEntry::from_bytes(&b))
+            .filter(|e| e.handle == *handle && e.is_live(now)))
+    }
+
+    async fn list(&self, user: &UserKey, now: i64) -> Result<Vec<IndexEntry>, StoreError> {
+        let now_arg = now.to_string();
+        let found: Vec<Option<Vec<u8>>> = self
+            .index_call(&self.inner.index.list, user, &[now_arg.as_bytes()])
+            .await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter_map(|b| IndexEntry::from_bytes(&b))
+            .filter(|e| e.is_live(now))
+            .collect())
+    }
+
+    async fn remove(
+        &self,
+        user: &UserKey,
+        handle: &SessionHandle,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now.to_string();
+        let args: [&[u8]; 2] = [now.as_bytes(), handle.as_str().as_bytes()];
+        let removed: i64 = self
+            .index_call(&self.inner.index.remove, user, &args)
+            .await?;
+        Ok(removed == 1)
+    }
+
+    async fn remove_all(
+        &self,
+        user: &UserKey,
+        keep: Option<&SessionHandle>,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let now = now.to_string();
+        let keep = keep.map_or("", |h| h.as_str());
+        let args: [&[u8]; 2] = [now.as_bytes(), keep.as_bytes()];
+        let removed: i64 = self
+            .index_call(&self.inner.index.remove_all, user, &args)
+            .await?;
+        Ok(removed.max(0) as usize)
     }
 }
 
