@@ -395,7 +395,9 @@ impl RecordIndex<'_> {
                 return Ok(result);
             }
             // Bounded by count and by the store's record size: the least
-            // recently seen entries go first.
+            // recently seen entries go first, and of those seen in the same
+            // second the earliest added (the record is kept newest first,
+            // a put adds at the front, and the sort is stable).
             entries.sort_by_key(|e| std::cmp::Reverse(e.last_seen));
             entries.truncate(MAX_RECORD_INDEX_ENTRIES);
             let mut bytes = self.encode(&key, &entries, now);
@@ -430,7 +432,7 @@ impl UserIndex for RecordIndex<'_> {
     async fn put(&self, user: &UserKey, entry: &IndexEntry, now: i64) -> Result<(), StoreError> {
         self.modify(user, now, |entries| {
             entries.retain(|e| e.handle != entry.handle);
-            entries.push(entry.clone());
+            entries.insert(0, entry.clone());
             ((), true)
         })
         .await

@@ -111,29 +111,33 @@ where
     }
 }
 
-/// The texts of the flash list, read again if it is re-rendered meanwhile
-/// (see [`text`]).
-async fn flashes(client: &Client) -> Vec<String> {
+/// The texts of the elements `css` (a list), read again if the list is
+/// re-rendered meanwhile (see [`text`]).
+async fn texts(client: &Client, css: &str) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     'read: loop {
         let mut out = Vec::new();
-        for li in client
-            .find_all(Locator::Css("#flashes li"))
-            .await
-            .expect("flash list")
-        {
+        for li in client.find_all(Locator::Css(css)).await.expect(css) {
             match li.text().await {
                 Ok(text) => out.push(text),
                 Err(e) if Instant::now() < deadline => {
-                    eprintln!("flash list was replaced while read ({e}); reading it again");
+                    eprintln!("{css} was replaced while read ({e}); reading it again");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue 'read;
                 }
-                Err(e) => panic!("flash text: {e}"),
+                Err(e) => panic!("text of {css}: {e}"),
             }
         }
         return out;
     }
+}
+
+async fn flashes(client: &Client) -> Vec<String> {
+    texts(client, "#flashes li").await
+}
+
+async fn sessions(client: &Client) -> Vec<String> {
+    texts(client, "#sessions li").await
 }
 
 async fn drive(framework: Framework, driver: &Driver) {
@@ -214,6 +218,59 @@ async fn drive(framework: Framework, driver: &Driver) {
             .is_ok_and(|c| c.expires().is_some())
     })
     .await;
+    assert_eq!(text(&client, "#user").await, "ada");
+
+    // The user's sessions: this one marked, another device's ended with its
+    // button, then every other one with "sign out everywhere else".
+    let other = server.client_as("other-device/1.0");
+    other
+        .post("/login", serde_json::json!({"user": "ada"}))
+        .await;
+    client.refresh().await.unwrap();
+    eventually("both sessions listed", || async {
+        sessions(&client).await.len() == 2
+    })
+    .await;
+    let listed = sessions(&client).await;
+    assert!(
+        listed.iter().any(|s| s.contains("this device")),
+        "{framework:?}: {listed:?}"
+    );
+    assert!(listed.iter().any(|s| s.contains("other-device/1.0")));
+    client
+        .find(Locator::Css(
+            ".user-session:not(:has(.this-device)) .end-session",
+        ))
+        .await
+        .expect("the other device's end button")
+        .click()
+        .await
+        .unwrap();
+    eventually("the other session ended", || async {
+        sessions(&client).await.len() == 1
+    })
+    .await;
+    assert_eq!(other.get("/whoami").await.status, 401, "{framework:?}");
+    other
+        .post("/login", serde_json::json!({"user": "ada"}))
+        .await;
+    client.refresh().await.unwrap();
+    eventually("the new sign-in listed", || async {
+        sessions(&client).await.len() == 2
+    })
+    .await;
+    client
+        .find(Locator::Css("#revoke-others"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("only this device left", || async {
+        sessions(&client).await.len() == 1
+    })
+    .await;
+    assert_eq!(other.get("/whoami").await.status, 401, "{framework:?}");
     assert_eq!(text(&client, "#user").await, "ada");
 
     // Log out: the user is gone.

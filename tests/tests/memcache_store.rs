@@ -164,3 +164,40 @@ async fn keys_are_prefixed() {
     assert!(b.load(&k).await.unwrap().is_none());
     assert_eq!(a.load(&k).await.unwrap().unwrap().bytes, b"a");
 }
+
+/// A user's index in memcached is one record, capped: the 1001st sign-in
+/// drops the least recently seen entry, whose session is then refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_index_at_its_cap_drops_the_oldest() {
+    use session_core::{KeyRing, SessionConfig, SessionManager, MAX_RECORD_INDEX_ENTRIES};
+    let servers = memcached::single();
+    let store = MemcacheStore::builder(servers.addrs.clone())
+        .build()
+        .unwrap();
+    let manager =
+        SessionManager::new(SessionConfig::server(store, KeyRing::generate().unwrap())).unwrap();
+    let sign_in = || async {
+        let request = manager.start_by_name(|_| None);
+        let session = request.sessions().primary();
+        session.sign_in("prolific").await.unwrap();
+        let handle = session.user_handle().await.unwrap().unwrap();
+        let headers = request.finish().await.unwrap();
+        let cookie = headers[0].value().split(';').next().unwrap().to_owned();
+        (handle, cookie)
+    };
+    let (first, first_cookie) = sign_in().await;
+    for _ in 1..=MAX_RECORD_INDEX_ENTRIES {
+        sign_in().await;
+    }
+    let listed = manager.user_sessions("prolific").await.unwrap();
+    assert_eq!(listed.len(), MAX_RECORD_INDEX_ENTRIES);
+    assert!(listed.iter().all(|s| s.handle != first), "the oldest went");
+    let request =
+        manager.start_by_name(|name| (name == "cookie").then_some(first_cookie.as_bytes()));
+    assert_eq!(
+        request.sessions().primary().user_handle().await.unwrap(),
+        None,
+        "and its session with it"
+    );
+    drop(servers);
+}

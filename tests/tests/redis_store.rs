@@ -132,3 +132,30 @@ async fn a_demoted_server_is_a_503_and_writes_resume_when_it_is_primary_again() 
     server.cli(&["REPLICAOF", "NO", "ONE"]);
     writes_resume(&client, 2, Duration::from_secs(2)).await;
 }
+
+/// A user's index in Redis: one hash slot per user (the user key in braces
+/// in both keys), and the user id never stored in clear, whatever it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_index_is_keyed_by_a_hash_and_on_one_slot() {
+    use session_core::{KeyRing, SessionConfig, SessionManager};
+    let server = RedisProcess::start();
+    let store = RedisStore::builder(server.url.clone()).build().unwrap();
+    let manager =
+        SessionManager::new(SessionConfig::server(store, KeyRing::generate().unwrap())).unwrap();
+    let user = format!("ada-{}\u{7}\n", "x".repeat(10_000));
+    let request =
+        manager.start_by_name(|name| (name == "user-agent").then_some(b"probe".as_slice()));
+    request.sessions().primary().sign_in(&user).await.unwrap();
+    request.finish().await.unwrap();
+    let keys = server.cli(&["--scan"]);
+    let index: Vec<&str> = keys.lines().filter(|k| k.contains("u{")).collect();
+    assert_eq!(index.len(), 2, "a sorted set and a hash: {keys}");
+    let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
+    assert_eq!(tag(index[0]), tag(index[1]), "one hash slot");
+    for key in keys.lines() {
+        assert!(!key.contains("ada-"), "the user id is not in a key: {key}");
+        let dump = server.cli(&["--no-raw", "DUMP", key]);
+        assert!(!dump.contains("ada-"), "nor in a value");
+    }
+    assert_eq!(manager.user_sessions(&user).await.unwrap().len(), 1);
+}
