@@ -89,7 +89,7 @@ pub enum PostgresConfigError {
     #[error("invalid PostgreSQL URL: {0}")]
     BadUrl(String),
     /// A schema or table name that is not a plain identifier.
-    #[error("`{0}` is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63)")]
+    #[error("`{0}` is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 57 characters)")]
     BadName(String),
     /// A size or duration is zero.
     #[error("`{0}` must be above zero")]
@@ -99,9 +99,12 @@ pub enum PostgresConfigError {
     Pool(String),
 }
 
+/// A name PostgreSQL keeps whole: 1 to 57 characters of `[A-Za-z0-9_]`,
+/// not starting with a digit (PostgreSQL cuts names at 63, and the user
+/// index's table and indexes add up to 6 characters to the table's).
 fn plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    name.len() <= 63
+    name.len() <= 57
         && chars
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -322,7 +325,7 @@ impl Sql {
                  WHERE expires_at <= now() LIMIT {SWEEP_BATCH} FOR UPDATE SKIP LOCKED)"
             ),
             exists: format!(
-                "SELECT to_regclass('{table}') IS NOT NULL AND to_regclass('{users}') IS NOT NULL"
+                "SELECT to_regclass('{table}') IS NOT NULL, to_regclass('{users}') IS NOT NULL"
             ),
             migrate: vec![
                 format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""),
@@ -481,23 +484,39 @@ impl PostgresStore {
         // A table that is there needs no DDL: none is sent, so a read-only
         // server (a replica, a demoted primary) or a role without CREATE
         // still serves the store.
-        let exists: bool = client
+        let exists = client
             .query_one(&self.inner.sql.exists, &[])
             .await
-            .map_err(db_error)?
-            .try_get(0)
-            .map_err(|e| StoreError::Backend(format!("postgres: {e}")))?;
-        if exists {
+            .map_err(db_error)?;
+        let table = |i| {
+            exists
+                .try_get::<_, bool>(i)
+                .map_err(|e| StoreError::Backend(format!("postgres: {e}")))
+        };
+        let (sessions, users) = (table(0)?, table(1)?);
+        if sessions && users {
             return Ok(());
         }
-        let tx = client.transaction().await.map_err(db_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock(7263592201)", &[])
-            .await
-            .map_err(db_error)?;
-        for statement in &self.inner.sql.migrate {
-            tx.batch_execute(statement).await.map_err(db_error)?;
+        let created = async {
+            let tx = client.transaction().await.map_err(db_error)?;
+            tx.execute("SELECT pg_advisory_xact_lock(7263592201)", &[])
+                .await
+                .map_err(db_error)?;
+            for statement in &self.inner.sql.migrate {
+                tx.batch_execute(statement).await.map_err(db_error)?;
+            }
+            tx.commit().await.map_err(db_error)
+        };
+        match created.await {
+            // A deployment from before the user index, on a server or role
+            // that cannot create it now: sessions are served; signing in
+            // fails until the table is there.
+            Err(e) if sessions => {
+                tracing::warn!(error = %e, "the user index table could not be created; run migrate with a role that can");
+                Ok(())
+            }
+            other => other,
         }
-        tx.commit().await.map_err(db_error)
     }
 
     /// Deletes expired rows now, in batches; returns how many.
@@ -585,19 +604,30 @@ async fn sweep(inner: &Inner) -> Result<u64, StoreError> {
         .prepare_cached(&inner.sql.sweep)
         .await
         .map_err(db_error)?;
-    let index = client
-        .prepare_cached(&inner.sql.index.sweep)
-        .await
-        .map_err(db_error)?;
     let mut total = 0;
-    for statement in [statement, index] {
+    loop {
+        let removed = client.execute(&statement, &[]).await.map_err(db_error)?;
+        total += removed;
+        if removed < SWEEP_BATCH as u64 {
+            break;
+        }
+    }
+    // Then the user index's lapsed rows; a deployment without the index
+    // table (created by hand without it) still has its sessions swept.
+    let swept_index = async {
+        let statement = client
+            .prepare_cached(&inner.sql.index.sweep)
+            .await
+            .map_err(db_error)?;
         loop {
             let removed = client.execute(&statement, &[]).await.map_err(db_error)?;
-            total += removed;
             if removed < SWEEP_BATCH as u64 {
-                break;
+                return Ok::<_, StoreError>(());
             }
         }
+    };
+    if let Err(e) = swept_index.await {
+        tracing::debug!(error = %e, "user index not swept");
     }
     Ok(total)
 }
@@ -907,7 +937,7 @@ mod tests {
             "a-b",
             "a\"b",
             "x; DROP TABLE y",
-            &"a".repeat(64),
+            &"a".repeat(58),
         ] {
             assert!(
                 matches!(

@@ -322,17 +322,19 @@ end
 ";
 
 /// Adds entry `ARGV[4]` under handle `ARGV[2]`, expiring at `ARGV[3]`;
-/// past `ARGV[5]` entries the ones expiring first go.
+/// past `ARGV[5]` entries the others expiring first go (for rolling
+/// sessions, the least recently seen), never the one added.
 const INDEX_PUT: &str = r"
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('ZREM', KEYS[1], ARGV[2])
 local n = redis.call('ZCARD', KEYS[1])
 local cap = tonumber(ARGV[5])
-if n > cap then
-  local old = redis.call('ZRANGE', KEYS[1], 0, n - cap - 1)
+if n >= cap then
+  local old = redis.call('ZRANGE', KEYS[1], 0, n - cap)
   redis.call('ZREM', KEYS[1], unpack(old))
   redis.call('HDEL', KEYS[2], unpack(old))
 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 ";
 
 /// Replaces the entry under `ARGV[2]` only if it is there and live: 1, or 0.

@@ -34,6 +34,8 @@ use crate::store::{SaveCondition, SaveOutcome, Store};
 /// Most entries a record-kept index holds; a sign-in past it drops the
 /// least recently seen entry (its session is ended).
 pub const MAX_RECORD_INDEX_ENTRIES: usize = 1000;
+/// Most bytes of sign-in metadata (keys and values) an entry keeps.
+pub const MAX_SIGN_IN_METADATA: usize = 1024;
 /// Longest `User-Agent` kept in an entry, in characters.
 pub const MAX_USER_AGENT_CHARS: usize = 256;
 
@@ -168,9 +170,9 @@ impl IndexEntry {
     }
 
     /// The entry's expiry as a time, for stores that expire entries
-    /// themselves.
+    /// themselves (clamped to the years a timestamp can hold).
     pub fn expires_at(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.expires).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        unix_time(self.expires)
     }
 
     /// The entry as bytes (CBOR), for a store to keep.
@@ -196,6 +198,14 @@ impl fmt::Debug for IndexEntry {
             .field("expires", &self.expires)
             .finish_non_exhaustive()
     }
+}
+
+/// Unix seconds as a time, clamped to what `OffsetDateTime` holds (numbers
+/// from a store may be anything).
+pub(crate) fn unix_time(secs: i64) -> OffsetDateTime {
+    // 9999-12-31T23:59:59Z, the last second `OffsetDateTime` holds by default.
+    const LAST: i64 = 253_402_300_799;
+    OffsetDateTime::from_unix_timestamp(secs.clamp(0, LAST)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A store's per-user index of signed-in sessions.
@@ -410,9 +420,12 @@ impl RecordIndex<'_> {
             }
             // An empty index stays a short while (a delete could not be
             // conditional on the version just read).
-            let until = entries.iter().map(|e| e.expires).max().unwrap_or(now + 60);
-            let until =
-                OffsetDateTime::from_unix_timestamp(until).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let until = entries
+                .iter()
+                .map(|e| e.expires)
+                .max()
+                .unwrap_or(now.saturating_add(60));
+            let until = unix_time(until);
             if let SaveOutcome::Saved(_) = self.store.save(&key, &bytes, until, condition).await? {
                 return Ok(result);
             }

@@ -79,7 +79,7 @@ pub use error::{CodecError, ConfigError, KeyError, SessionError, StoreError};
 pub use id::StoreKey;
 pub use index::{
     IndexEntry, SessionHandle, UserIndex, UserIndexSupport, UserKey, MAX_RECORD_INDEX_ENTRIES,
-    MAX_USER_AGENT_CHARS,
+    MAX_SIGN_IN_METADATA, MAX_USER_AGENT_CHARS,
 };
 pub use keys::{KeyRing, MIN_SECRET_LEN};
 pub use manager::{RequestSessions, SessionManager};

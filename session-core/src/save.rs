@@ -113,7 +113,7 @@ impl Engine {
         let config = &self.config;
         let now = self.now();
         let was_new = matches!(loaded.origin, Origin::New);
-        let users = self.users_work(&loaded, sign_in, action == Action::Purge, now);
+        let users = self.users_work(&loaded, sign_in, action, now);
         let result = match self.store() {
             None => self.finish_cookie(ctx, loaded, action, now),
             Some(store) => {

@@ -13,8 +13,8 @@ use tracing::Instrument;
 use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
 use crate::engine::Engine;
-use crate::error::{SessionError, StoreError};
-use crate::index::SessionHandle;
+use crate::error::{CodecError, SessionError, StoreError};
+use crate::index::{SessionHandle, MAX_SIGN_IN_METADATA};
 use crate::save::{Finished, Outcome};
 use crate::state::{Action, Change, Context, Loaded, Origin, State, UpdateFn};
 use crate::users::{Binding, PendingSignIn, UserSession};
@@ -586,16 +586,25 @@ impl Session {
     }
 
     /// [`sign_in`](Self::sign_in) with small metadata kept in the user's
-    /// list beside the session (a device name, the sign-in method).
+    /// list beside the session (a device name, the sign-in method): at most
+    /// [`MAX_SIGN_IN_METADATA`] bytes of keys and values.
     ///
     /// # Errors
     ///
-    /// As [`sign_in`](Self::sign_in).
+    /// As [`sign_in`](Self::sign_in), and [`CodecError::Serialize`] for
+    /// metadata over the limit.
     pub async fn sign_in_with(
         &self,
         user_id: &str,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), SessionError> {
+        let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_SIGN_IN_METADATA {
+            return Err(CodecError::Serialize(format!(
+                "sign-in metadata of {size} bytes is over the {MAX_SIGN_IN_METADATA}-byte limit"
+            ))
+            .into());
+        }
         let binding = self.inner.engine.bind(user_id)?;
         self.with_state(|state, _| {
             let loaded = state.loaded.as_mut().expect("with_state loads first");
@@ -608,8 +617,9 @@ impl Session {
     }
 
     /// Signs the session out: it leaves its user's list and gets a new id;
-    /// its values stay (call [`purge`](Self::purge) to end it whole, which
-    /// also takes it off the list).
+    /// its values stay, including any the application keeps about the user
+    /// (remove those, or call [`purge`](Self::purge) to end the session
+    /// whole, which also takes it off the list).
     ///
     /// # Errors
     ///
@@ -682,7 +692,10 @@ impl Session {
     }
 
     /// Ends every session of this session's user but this one ("sign out
-    /// my other devices"); how many were live.
+    /// my other devices"); how many were live. During a key rotation,
+    /// sessions the user signed in before it are indexed under the older
+    /// key: [`SessionManager::end_user_sessions`](crate::SessionManager::end_user_sessions)
+    /// with the user id reaches those too.
     ///
     /// # Errors
     ///
@@ -698,7 +711,8 @@ impl Session {
     }
 
     /// Ends every session of this session's user, this one included (it is
-    /// purged); how many were live.
+    /// purged); how many were live. (During a key rotation, see
+    /// [`end_other_user_sessions`](Self::end_other_user_sessions).)
     ///
     /// # Errors
     ///

@@ -43,18 +43,21 @@ const MEMBER_CACHE_ENTRIES: usize = 100_000;
 /// after its session's deadline unless updated.
 const LAST_SEEN_STEP: i64 = 60;
 
-/// Whom a session is signed in as: the user's key and the session's handle.
+/// Whom a session is signed in as: the user's key, the id of the ring key
+/// it was derived with, and the session's handle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Binding {
     #[serde(rename = "u")]
     pub(crate) user: UserKey,
+    #[serde(rename = "k")]
+    pub(crate) key_id: [u8; 4],
     #[serde(rename = "h")]
     pub(crate) handle: SessionHandle,
 }
 
 /// A sign-in made by this request, written to the index when the request
-/// finishes.
-#[derive(Debug, Clone)]
+/// finishes. (No `Debug`: the metadata is the application's.)
+#[derive(Clone)]
 pub(crate) struct PendingSignIn {
     pub(crate) binding: Binding,
     pub(crate) metadata: BTreeMap<String, String>,
@@ -81,8 +84,7 @@ pub struct UserSession {
 
 impl UserSession {
     fn from_entry(entry: IndexEntry, current: Option<&SessionHandle>) -> Self {
-        let at =
-            |s: i64| OffsetDateTime::from_unix_timestamp(s).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let at = crate::index::unix_time;
         UserSession {
             current: current == Some(&entry.handle),
             created: at(entry.created),
@@ -225,6 +227,9 @@ pub(crate) struct UsersWork {
     pub(crate) purged: bool,
     /// When the session expires if this request saves or touches it.
     pub(crate) deadline: i64,
+    /// This request switched remember-me: its view of the deadline may
+    /// lower the entry's expiry (no other request's may).
+    pub(crate) persistence_changed: bool,
 }
 
 impl UsersWork {
@@ -280,14 +285,27 @@ impl Engine {
         binding: &Binding,
         now: i64,
     ) -> Result<Option<IndexEntry>, SessionError> {
+        // Signed in under a key the ring no longer has: its index key can
+        // no longer be derived from the user id, so no "end all of this
+        // user's sessions" could reach it. It signs in again.
+        if self.config.keys.find(&binding.key_id).is_none() {
+            tracing::debug!(session = %self.config.name, "signed in under a retired key; refused");
+            return Ok(None);
+        }
         if let Some(known) = self.members.lookup(&binding.handle) {
             return Ok(known);
         }
         let asked_in = self.members.generation.load(Ordering::Acquire);
-        let entry = self
-            .users()?
-            .get(&binding.user, &binding.handle, now)
-            .await?;
+        let users = match self.users() {
+            Ok(users) => users,
+            // Signed in where an index used to be configured: nothing says
+            // the session is live, so it is not.
+            Err(e) => {
+                tracing::warn!(session = %self.config.name, error = %e, "a signed-in session without a user index is refused");
+                return Ok(None);
+            }
+        };
+        let entry = users.get(&binding.user, &binding.handle, now).await?;
         if entry.is_none() {
             observe::user_event("revoked", 1);
         }
@@ -301,11 +319,14 @@ impl Engine {
         &self,
         loaded: &crate::state::Loaded,
         sign_in: Option<PendingSignIn>,
-        purged: bool,
+        action: crate::state::Action,
         now: OffsetDateTime,
     ) -> UsersWork {
+        use crate::state::Action;
         let record = &loaded.record;
-        let created_at = if sign_in.is_some() {
+        // A renew (a sign-in is one) and a purge start the session's
+        // lifetime again, as the save path does.
+        let created_at = if action != Action::Keep {
             now.unix_timestamp()
         } else {
             record.created_at
@@ -319,8 +340,9 @@ impl Engine {
             loaded: loaded.member.clone(),
             last: record.user.clone(),
             sign_in,
-            purged,
+            purged: action == Action::Purge,
             deadline: self.config.deadline(&timing, now).unix_timestamp(),
+            persistence_changed: loaded.persistence_changed(),
         }
     }
 
@@ -342,13 +364,17 @@ impl Engine {
         finished: Finished,
         now: i64,
     ) -> Result<Finished, SessionError> {
-        if finished.outcome == Outcome::Vanished {
-            return Ok(finished);
-        }
+        // Vanished: another request ended or renewed the session first. A
+        // sign-in then has nothing to enter, but a sign-out (or a move to
+        // another user) must still take the old entry off: the renewed
+        // copy carries the old binding.
+        let vanished = finished.outcome == Outcome::Vanished;
         let users = self.users()?;
         let expires = work.deadline.saturating_add(LAST_SEEN_STEP);
-        if let Some(sign_in) = &work.sign_in {
-            if !work.purged && work.last.as_ref() == Some(&sign_in.binding) {
+        if let Some(sign_in) = work.sign_in.as_ref().filter(|_| !vanished) {
+            // A purge before the sign-in in the same request is fine: the
+            // purge dropped any earlier sign-in, so this one is the last.
+            if work.last.as_ref() == Some(&sign_in.binding) {
                 let entry = IndexEntry {
                     handle: sign_in.binding.handle.clone(),
                     created: now,
@@ -358,8 +384,11 @@ impl Engine {
                     metadata: sign_in.metadata.clone(),
                 };
                 users.put(&sign_in.binding.user, &entry, now).await?;
+                // A capped index may have dropped an entry to make room.
+                self.members.forget();
                 observe::user_event("sign_in", 1);
-                self.enforce_limit(&users, &sign_in.binding, now).await?;
+                self.enforce_limit(&users, &entry, &sign_in.binding.user, now)
+                    .await?;
             }
         }
         let Some((binding, entry)) = &work.loaded else {
@@ -371,18 +400,31 @@ impl Engine {
             observe::user_event("sign_out", 1);
             return Ok(finished);
         }
-        let due = now - entry.last_seen >= LAST_SEEN_STEP
-            || expires - LAST_SEEN_STEP > entry.expires
-            || expires + 2 * LAST_SEEN_STEP < entry.expires;
-        if !due || finished.outcome == Outcome::Purge {
+        if vanished || finished.outcome == Outcome::Purge {
+            return Ok(finished);
+        }
+        // Only this request's own remember-me switch may lower the
+        // expiry: another request's view of the record may be older.
+        let lowered = work.persistence_changed && expires + 2 * LAST_SEEN_STEP < entry.expires;
+        let due = now.saturating_sub(entry.last_seen) >= LAST_SEEN_STEP
+            || expires.saturating_sub(LAST_SEEN_STEP) > entry.expires
+            || lowered;
+        if !due {
             return Ok(finished);
         }
         let updated = IndexEntry {
             last_seen: now,
-            expires: expires.max(entry.expires.min(expires + 2 * LAST_SEEN_STEP)),
+            expires: if lowered {
+                expires
+            } else {
+                expires.max(entry.expires)
+            },
             ..entry.clone()
         };
+        let asked_in = self.members.generation.load(Ordering::Acquire);
         if users.update(&binding.user, &updated, now).await? {
+            self.members
+                .remember(&binding.handle, asked_in, Some(updated));
             return Ok(finished);
         }
         // Ended while this request ran: whatever it just wrote is refused
@@ -393,26 +435,31 @@ impl Engine {
     }
 
     /// Ends the user's least recently seen sessions past the configured
-    /// limit, never the one just signed in.
+    /// limit, never the one just signed in. Only sessions that come before
+    /// it in (last seen, sign-in time, handle) order are candidates, so two
+    /// sign-ins racing past the limit cannot end each other.
     async fn enforce_limit(
         &self,
         users: &Users<'_>,
-        signed_in: &Binding,
+        signed_in: &IndexEntry,
+        user: &UserKey,
         now: i64,
     ) -> Result<(), SessionError> {
         let Some(max) = self.config.max_sessions_per_user else {
             return Ok(());
         };
-        let mut entries = users.list(&signed_in.user, now).await?;
+        let mut entries = users.list(user, now).await?;
         if entries.len() <= max {
             return Ok(());
         }
-        entries.retain(|e| e.handle != signed_in.handle);
-        entries.sort_by_key(|e| (e.last_seen, e.created));
-        let excess = (entries.len() + 1).saturating_sub(max);
+        let order = |e: &IndexEntry| (e.last_seen, e.created, e.handle.clone());
+        let mine = order(signed_in);
+        let excess = entries.len() - max;
+        entries.retain(|e| order(e) < mine);
+        entries.sort_by_key(order);
         let mut evicted = 0;
         for entry in entries.iter().take(excess) {
-            if users.remove(&signed_in.user, &entry.handle, now).await? {
+            if users.remove(user, &entry.handle, now).await? {
                 evicted += 1;
             }
         }
@@ -471,8 +518,10 @@ impl Engine {
     pub(crate) fn bind(&self, user_id: &str) -> Result<Binding, SessionError> {
         // Fails early, in the handler, rather than when the request ends.
         self.users()?;
+        let key = self.config.keys.primary();
         Ok(Binding {
-            user: UserKey::derive(self.config.keys.primary(), user_id),
+            user: UserKey::derive(key, user_id),
+            key_id: key.id,
             handle: SessionHandle::generate(),
         })
     }

@@ -382,14 +382,32 @@ pub async fn key_rotation(setup: &Setup) {
         before,
         "token re-sealed with the new primary"
     );
+    // A session signed in again under the new key survives the old key's
+    // drop; one signed in under the old key alone must sign in again (its
+    // entry in the users' index was keyed with the old key).
+    let again = rotated.adopt(&client);
+    let pre_rotation = rotated.adopt(&client);
+    again.post("/login", json!({"user": "ada"})).await;
+    assert_eq!(again.get("/counter/peek").await.status, 200);
     drop(rotated);
     let new_only = setup.start_on(&backing, SECRET_B, None, &[]);
-    let moved = new_only.adopt(&client);
+    let moved = new_only.adopt(&again);
     assert_eq!(
-        moved.get("/whoami").await.status,
-        200,
+        moved.get("/whoami").await.json(),
+        json!({"user": "ada"}),
         "re-sealed token opens with the new secret alone"
     );
+    if setup.server_side() {
+        // The pre-rotation token died at the login's renewal anyway.
+        let _ = pre_rotation;
+    } else {
+        let old_sign_in = new_only.adopt(&pre_rotation);
+        assert_eq!(
+            old_sign_in.get("/whoami").await.status,
+            401,
+            "signed in under the dropped key: signs in again"
+        );
+    }
     let stale = new_only.client();
     stale.set_token(before);
     assert_eq!(

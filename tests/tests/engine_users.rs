@@ -134,3 +134,42 @@ async fn purge_and_sign_out_take_the_session_off_its_list() {
         "sign-out keeps the values"
     );
 }
+
+#[tokio::test]
+async fn a_purge_then_a_sign_in_in_one_request_is_signed_in() {
+    let env = server_env();
+    let mut jar = Jar::default();
+    sign_in(&env.manager, &mut jar, "old-user").await;
+    let req = jar.start(&env.manager);
+    req.primary().purge().await.unwrap();
+    req.primary().sign_in("ada").await.unwrap();
+    finish(&mut jar, &req).await;
+    assert!(handle(&env.manager, &mut jar).await.is_some());
+    assert_eq!(env.manager.user_sessions("ada").await.unwrap().len(), 1);
+    assert!(env
+        .manager
+        .user_sessions("old-user")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_sign_out_racing_a_renew_still_signs_the_session_out() {
+    let env = server_env();
+    let mut jar = Jar::default();
+    sign_in(&env.manager, &mut jar, "ada").await;
+    let signing_out = jar.start(&env.manager);
+    signing_out.primary().sign_out().await.unwrap();
+    let mut renewed = jar.clone();
+    let renewing = renewed.start(&env.manager);
+    renewing.primary().renew().await.unwrap();
+    finish(&mut renewed, &renewing).await;
+    // The sign-out finds the session renewed by the other request...
+    let finished = signing_out.finish_primary().await.unwrap();
+    assert_eq!(finished.outcome, session_core::adapter::Outcome::Vanished);
+    // ...and still takes it off the list: the renewed copy is signed out.
+    assert!(env.manager.user_sessions("ada").await.unwrap().is_empty());
+    tokio::time::sleep(session_core::MEMBER_CACHE).await;
+    assert_eq!(handle(&env.manager, &mut renewed).await, None);
+}
