@@ -202,7 +202,8 @@ impl<G> std::fmt::Debug for WithServers<G> {
 #[session_core::async_trait]
 impl<G: Send + Sync + 'static> session_core::Store for WithServers<G> {
     fn user_index(&self) -> session_core::UserIndexSupport<'_> {
-        session_core::UserIndexSupport::Records(self)
+        // The wrapped store's own index (a native one where it has one).
+        self.store.user_index()
     }
     async fn load(
         &self,
