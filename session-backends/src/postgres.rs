@@ -89,7 +89,7 @@ pub enum PostgresConfigError {
     #[error("invalid PostgreSQL URL: {0}")]
     BadUrl(String),
     /// A schema or table name that is not a plain identifier.
-    #[error("`{0}` is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 57 characters)")]
+    #[error("`{0}` is not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*, at most 46 characters)")]
     BadName(String),
     /// A size or duration is zero.
     #[error("`{0}` must be above zero")]
@@ -99,12 +99,12 @@ pub enum PostgresConfigError {
     Pool(String),
 }
 
-/// A name PostgreSQL keeps whole: 1 to 57 characters of `[A-Za-z0-9_]`,
+/// A name PostgreSQL keeps whole: 1 to 46 characters of `[A-Za-z0-9_]`,
 /// not starting with a digit (PostgreSQL cuts names at 63, and the user
-/// index's table and indexes add up to 6 characters to the table's).
+/// index's index, `<table>_users_expires_at`, adds 17 to the table's).
 fn plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    name.len() <= 57
+    name.len() <= 46
         && chars
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -349,6 +349,14 @@ impl Sql {
     }
 }
 
+/// Whether a failed migration failed for want of rights (SQLSTATE 42501)
+/// or on a read-only server (25006), not for a passing reason.
+fn cannot_create(e: &StoreError) -> bool {
+    // `db_error` ends its message with the SQLSTATE in parentheses.
+    let text = e.to_string();
+    text.contains("(42501)") || text.contains(&format!("({READ_ONLY})"))
+}
+
 /// Sessions in PostgreSQL: durable, shared by every server of a deployment.
 ///
 /// - a deadpool pool of tokio-postgres connections, statements prepared once
@@ -508,10 +516,12 @@ impl PostgresStore {
             tx.commit().await.map_err(db_error)
         };
         match created.await {
-            // A deployment from before the user index, on a server or role
-            // that cannot create it now: sessions are served; signing in
-            // fails until the table is there.
-            Err(e) if sessions => {
+            // A deployment from before the user index, on a read-only
+            // server or with a role that may not create tables: sessions
+            // are served, and signing in fails until the table is there
+            // (run `migrate` with a role that can). Any other failure is
+            // the caller's to see.
+            Err(e) if sessions && cannot_create(&e) => {
                 tracing::warn!(error = %e, "the user index table could not be created; run migrate with a role that can");
                 Ok(())
             }
@@ -937,7 +947,7 @@ mod tests {
             "a-b",
             "a\"b",
             "x; DROP TABLE y",
-            &"a".repeat(58),
+            &"a".repeat(47),
         ] {
             assert!(
                 matches!(

@@ -148,6 +148,10 @@ pub struct IndexEntry {
     /// When it signed in (Unix seconds).
     #[serde(rename = "c")]
     pub created: i64,
+    /// When it signed in, in Unix microseconds: orders sign-ins within one
+    /// second (the per-user limit ends the earliest).
+    #[serde(rename = "t", default)]
+    pub signed_in_micros: i64,
     /// Its last request, at most a minute behind (Unix seconds).
     #[serde(rename = "s")]
     pub last_seen: i64,

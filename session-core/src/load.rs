@@ -103,7 +103,7 @@ impl Engine {
                 let Some(record) = check(Codec::decode(opened.payload)) else {
                     return Ok(None);
                 };
-                let Some(member) = self.signed_in(&record, now_s).await? else {
+                let Membership::Live(member) = self.signed_in(&record, now_s).await? else {
                     return Ok(None);
                 };
                 Ok(Some(Loaded {
@@ -134,13 +134,18 @@ impl Engine {
                 let Some(record) = check(decoded) else {
                     return Ok(None);
                 };
-                let Some(member) = self.signed_in(&record, now_s).await? else {
-                    // Ended: its record goes too (it can never be opened
-                    // again; if this fails it expires).
-                    if let Err(e) = Observing(store.as_ref()).delete(&store_key).await {
-                        tracing::debug!(session = %config.name, error = %e, "an ended session's record stays until it expires");
+                let member = match self.signed_in(&record, now_s).await? {
+                    Membership::Live(member) => member,
+                    Membership::Ended => {
+                        // Its record goes too (it can never be opened
+                        // again; if this fails it expires).
+                        if let Err(e) = Observing(store.as_ref()).delete(&store_key).await {
+                            tracing::debug!(session = %config.name, error = %e, "an ended session's record stays until it expires");
+                        }
+                        return Ok(None);
                     }
-                    return Ok(None);
+                    // Kept: the index may be configured again.
+                    Membership::NoIndex => return Ok(None),
                 };
                 Ok(Some(Loaded {
                     record,
@@ -160,22 +165,28 @@ impl Engine {
         }
     }
 
-    /// For a signed-in session, its binding and index entry (`Some(None)`
-    /// for an anonymous session); `None` when its entry is gone: the
-    /// session was ended and is refused.
-    async fn signed_in(
-        &self,
-        record: &Record,
-        now: i64,
-    ) -> Result<Option<Option<(Binding, IndexEntry)>>, SessionError> {
+    /// Whether a loaded record may be used: anonymous, or signed in with
+    /// its entry still in the index.
+    async fn signed_in(&self, record: &Record, now: i64) -> Result<Membership, SessionError> {
         let Some(binding) = &record.user else {
-            return Ok(Some(None));
+            return Ok(Membership::Live(None));
         };
+        if let Err(e) = self.users() {
+            // Signed in where an index used to be configured: nothing says
+            // the session is live, so it is refused (at most one warning a
+            // second).
+            log_refused(
+                &self.config.name,
+                "signed in, but no user index is configured",
+            );
+            tracing::debug!(error = %e, "no user index");
+            return Ok(Membership::NoIndex);
+        }
         match self.member(binding, now).await? {
-            Some(entry) => Ok(Some(Some((binding.clone(), entry)))),
+            Some(entry) => Ok(Membership::Live(Some((binding.clone(), entry)))),
             None => {
                 tracing::debug!(session = %self.config.name, "signed-in session ended; starting a fresh session");
-                Ok(None)
+                Ok(Membership::Ended)
             }
         }
     }
@@ -208,6 +219,16 @@ impl Engine {
         .map_err(|e| CodecError::Malformed(e.reason().into()))?;
         Codec::decode(&opened.payload)
     }
+}
+
+/// What the user index says of a loaded record.
+enum Membership {
+    /// Usable: anonymous (`None`), or signed in with this entry.
+    Live(Option<(Binding, IndexEntry)>),
+    /// Signed in, and its entry is gone: ended.
+    Ended,
+    /// Signed in, and no index to ask.
+    NoIndex,
 }
 
 /// Logs a refused token. Clients choose how many they send, so a flood of

@@ -230,6 +230,8 @@ pub(crate) struct UsersWork {
     /// This request switched remember-me: its view of the deadline may
     /// lower the entry's expiry (no other request's may).
     pub(crate) persistence_changed: bool,
+    /// The request's time in Unix microseconds.
+    pub(crate) now_micros: i64,
 }
 
 impl UsersWork {
@@ -296,16 +298,10 @@ impl Engine {
             return Ok(known);
         }
         let asked_in = self.members.generation.load(Ordering::Acquire);
-        let users = match self.users() {
-            Ok(users) => users,
-            // Signed in where an index used to be configured: nothing says
-            // the session is live, so it is not.
-            Err(e) => {
-                tracing::warn!(session = %self.config.name, error = %e, "a signed-in session without a user index is refused");
-                return Ok(None);
-            }
-        };
-        let entry = users.get(&binding.user, &binding.handle, now).await?;
+        let entry = self
+            .users()?
+            .get(&binding.user, &binding.handle, now)
+            .await?;
         if entry.is_none() {
             observe::user_event("revoked", 1);
         }
@@ -343,6 +339,7 @@ impl Engine {
             purged: action == Action::Purge,
             deadline: self.config.deadline(&timing, now).unix_timestamp(),
             persistence_changed: loaded.persistence_changed(),
+            now_micros: i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
         }
     }
 
@@ -378,6 +375,7 @@ impl Engine {
                 let entry = IndexEntry {
                     handle: sign_in.binding.handle.clone(),
                     created: now,
+                    signed_in_micros: work.now_micros,
                     last_seen: now,
                     expires,
                     user_agent: ctx.user_agent.clone(),
@@ -394,7 +392,11 @@ impl Engine {
         let Some((binding, entry)) = &work.loaded else {
             return Ok(finished);
         };
-        if work.purged || work.last.as_ref() != Some(binding) {
+        // A sign-in that vanished recorded nothing, and the request that
+        // renewed the session first still holds it under its old binding:
+        // that stays. A sign-out (or purge) that vanished still ends it.
+        let signed_in_vanished = vanished && work.sign_in.is_some();
+        if (work.purged || work.last.as_ref() != Some(binding)) && !signed_in_vanished {
             users.remove(&binding.user, &binding.handle, now).await?;
             self.members.forget();
             observe::user_event("sign_out", 1);
@@ -436,8 +438,9 @@ impl Engine {
 
     /// Ends the user's least recently seen sessions past the configured
     /// limit, never the one just signed in. Only sessions that come before
-    /// it in (last seen, sign-in time, handle) order are candidates, so two
-    /// sign-ins racing past the limit cannot end each other.
+    /// it in (last seen, sign-in time to the microsecond, handle) order are
+    /// candidates, so two sign-ins racing past the limit cannot end each
+    /// other (the later one ends the earlier).
     async fn enforce_limit(
         &self,
         users: &Users<'_>,
@@ -452,7 +455,7 @@ impl Engine {
         if entries.len() <= max {
             return Ok(());
         }
-        let order = |e: &IndexEntry| (e.last_seen, e.created, e.handle.clone());
+        let order = |e: &IndexEntry| (e.last_seen, e.signed_in_micros, e.handle.clone());
         let mine = order(signed_in);
         let excess = entries.len() - max;
         entries.retain(|e| order(e) < mine);

@@ -173,3 +173,40 @@ async fn a_sign_out_racing_a_renew_still_signs_the_session_out() {
     tokio::time::sleep(session_core::MEMBER_CACHE).await;
     assert_eq!(handle(&env.manager, &mut renewed).await, None);
 }
+
+#[tokio::test]
+async fn a_burst_of_sign_ins_stays_within_the_limit() {
+    let env = server_env_with(|c| c.max_sessions_per_user(2));
+    let mut jars = vec![
+        Jar::default(),
+        Jar::default(),
+        Jar::default(),
+        Jar::default(),
+    ];
+    for jar in &mut jars {
+        sign_in(&env.manager, jar, "ada").await;
+    }
+    assert_eq!(env.manager.user_sessions("ada").await.unwrap().len(), 2);
+    assert_eq!(
+        handle(&env.manager, &mut jars[0]).await,
+        None,
+        "the earliest went first"
+    );
+    assert_eq!(handle(&env.manager, &mut jars[1]).await, None);
+    assert!(handle(&env.manager, &mut jars[3]).await.is_some());
+}
+
+#[tokio::test]
+async fn a_signed_in_session_without_its_index_is_refused_and_kept() {
+    let index = Arc::new(CountingStore::default());
+    let with_index = cookie_env_with(|c| c.user_index(index.clone()));
+    let mut jar = Jar::default();
+    sign_in(&with_index.manager, &mut jar, "ada").await;
+    // The same sessions configured without the index: refused, not an error.
+    let without = cookie_env_with(|c| c);
+    let replay = jar.clone();
+    let req = replay.start(&without.manager);
+    assert_eq!(req.primary().user_handle().await.unwrap(), None);
+    // With the index back, the session is there again.
+    assert!(handle(&with_index.manager, &mut jar).await.is_some());
+}
