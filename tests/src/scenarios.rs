@@ -535,6 +535,18 @@ pub async fn too_large(setup: &Setup) {
     assert_eq!(client.get("/counter/peek").await.json(), json!({"n": 1}));
 }
 
+/// A user name no other test uses (test servers may share one store, and
+/// with it the users' index).
+pub fn unique_user(name: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{name}-{}-{nanos:x}-{n}", std::process::id())
+}
+
 /// The ids `GET /sessions` lists, and the one marked current.
 fn listed_ids(r: &crate::Response) -> (Vec<String>, Option<String>) {
     assert_eq!(r.status, 200, "{}", r.body);
@@ -560,6 +572,8 @@ const OTHER_SERVER_SEES_END: std::time::Duration = std::time::Duration::from_mil
 /// replayed; revoke-others keeps only the caller; logout-everywhere ends
 /// all; login as another user moves the session, logout takes it off.
 pub async fn user_sessions(setup: &Setup) {
+    // Names of this run alone: test servers may share one store.
+    let (user, other_user) = (unique_user("ada"), unique_user("grace"));
     let backing = setup.backing();
     let first = setup.start_on(&backing, SECRET_A, None, &[]);
     let second = setup
@@ -583,8 +597,8 @@ pub async fn user_sessions(setup: &Setup) {
         401
     );
 
-    laptop.post("/login", json!({"user": "ada"})).await;
-    phone.post("/login", json!({"user": "ada"})).await;
+    laptop.post("/login", json!({"user": user})).await;
+    phone.post("/login", json!({"user": user})).await;
     let r = laptop.get("/sessions").await;
     let (ids, laptop_id) = listed_ids(&r);
     assert_eq!(ids.len(), 2, "both sign-ins listed: {}", r.body);
@@ -668,18 +682,18 @@ pub async fn user_sessions(setup: &Setup) {
     );
 
     // Revoke the others.
-    phone.post("/login", json!({"user": "ada"})).await;
+    phone.post("/login", json!({"user": user})).await;
     let tablet = first.client_as("tablet");
-    tablet.post("/login", json!({"user": "ada"})).await;
+    tablet.post("/login", json!({"user": user})).await;
     let r = laptop.post_empty("/sessions/revoke-others").await;
     assert_eq!((r.status, r.json()), (200, json!({"revoked": 2})));
     tokio::time::sleep(OTHER_SERVER_SEES_END).await;
     assert_eq!(phone.get("/whoami").await.status, 401);
     assert_eq!(tablet.get("/whoami").await.status, 401);
-    assert_eq!(laptop.get("/whoami").await.json(), json!({"user": "ada"}));
+    assert_eq!(laptop.get("/whoami").await.json(), json!({"user": user}));
 
     // Logout everywhere: this one too, with a removal cookie.
-    phone.post("/login", json!({"user": "ada"})).await;
+    phone.post("/login", json!({"user": user})).await;
     let laptop_token = laptop.token();
     let r = laptop.post_empty("/logout-everywhere").await;
     assert_eq!(r.status, 204);
@@ -702,11 +716,11 @@ pub async fn user_sessions(setup: &Setup) {
 
     // Logging in as another user moves the session; logout takes it off.
     let ada = first.client();
-    ada.post("/login", json!({"user": "ada"})).await;
+    ada.post("/login", json!({"user": user})).await;
     let mover = second.client();
-    mover.post("/login", json!({"user": "ada"})).await;
+    mover.post("/login", json!({"user": user})).await;
     assert_eq!(listed_ids(&ada.get("/sessions").await).0.len(), 2);
-    mover.post("/login", json!({"user": "grace"})).await;
+    mover.post("/login", json!({"user": other_user})).await;
     assert_eq!(
         listed_ids(&ada.get("/sessions").await).0.len(),
         1,
@@ -714,7 +728,7 @@ pub async fn user_sessions(setup: &Setup) {
     );
     assert_eq!(listed_ids(&mover.get("/sessions").await).0.len(), 1);
     let second_ada = second.client();
-    second_ada.post("/login", json!({"user": "ada"})).await;
+    second_ada.post("/login", json!({"user": user})).await;
     assert_eq!(second_ada.post_empty("/logout").await.status, 204);
     assert_eq!(
         listed_ids(&ada.get("/sessions").await).0.len(),
@@ -726,19 +740,20 @@ pub async fn user_sessions(setup: &Setup) {
 /// `SESSION_MAX_PER_USER`: a login past the limit ends the user's least
 /// recently seen session.
 pub async fn max_sessions_per_user(setup: &Setup) {
+    let user = unique_user("ada");
     let server = setup.start(&[("SESSION_MAX_PER_USER", "2")]);
     let (oldest, middle, newest) = (server.client(), server.client(), server.client());
-    oldest.post("/login", json!({"user": "ada"})).await;
+    oldest.post("/login", json!({"user": user})).await;
     // Last seen is kept in whole seconds: the oldest must be older.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    middle.post("/login", json!({"user": "ada"})).await;
-    newest.post("/login", json!({"user": "ada"})).await;
+    middle.post("/login", json!({"user": user})).await;
+    newest.post("/login", json!({"user": user})).await;
     assert_eq!(
         oldest.get("/whoami").await.status,
         401,
         "the least recently seen went"
     );
-    assert_eq!(middle.get("/whoami").await.json(), json!({"user": "ada"}));
+    assert_eq!(middle.get("/whoami").await.json(), json!({"user": user}));
     let (ids, _) = listed_ids(&newest.get("/sessions").await);
     assert_eq!(ids.len(), 2);
 }

@@ -122,17 +122,19 @@ async fn share_sessions(setup_store: &'static str) {
     // Signed-in cookie sessions are checked against their users' index,
     // which the servers share in Redis.
     let setup = |f| Setup::new(f, setup_store, "cookie").user_index("redis");
+    // A name of this test alone: tests may share one store.
+    let user = session_tests::scenarios::unique_user("ada");
     let backing = setup(Framework::Axum).backing();
     let servers: Vec<DemoServer> = FRAMEWORKS
         .iter()
         .map(|f| setup(*f).start_on(&backing, SECRET_A, None, &[]))
         .collect();
     let on_axum = servers[0].client();
-    on_axum.post("/login", json!({"user": "ada"})).await;
+    on_axum.post("/login", json!({"user": user})).await;
     assert_eq!(on_axum.get("/counter").await.json(), json!({"n": 1}));
 
     let on_actix = servers[1].adopt(&on_axum);
-    assert_eq!(on_actix.get("/whoami").await.json(), json!({"user": "ada"}));
+    assert_eq!(on_actix.get("/whoami").await.json(), json!({"user": user}));
     assert_eq!(on_actix.get("/counter").await.json(), json!({"n": 2}));
     on_actix
         .post("/flash", json!({"kind": "info", "message": "from actix"}))
@@ -159,7 +161,7 @@ async fn share_sessions(setup_store: &'static str) {
 
     // A session listed and ended from a server of another framework.
     let phone = servers[1].client_as("phone");
-    phone.post("/login", json!({"user": "ada"})).await;
+    phone.post("/login", json!({"user": user})).await;
     let on_rocket = servers[2].adopt(&back);
     let listed = on_rocket.get("/sessions").await.json();
     let listed = listed.as_array().expect("a list");
