@@ -145,7 +145,7 @@ async fn share_sessions(setup_store: &'static str) {
     let flashes = on_rocket.get("/flash").await.json();
     assert_eq!(
         flashes,
-        json!([{"kind": "info", "message": "welcome ada"}, {"kind": "info", "message": "from actix"}])
+        json!([{"kind": "info", "message": format!("welcome {user}")}, {"kind": "info", "message": "from actix"}])
     );
 
     let back = servers[0].adopt(&on_rocket);
