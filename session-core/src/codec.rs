@@ -17,7 +17,7 @@ use ciborium::Value;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CodecError;
-use crate::users::Binding;
+use crate::index::Binding;
 
 /// Version of the stored record format.
 const FORMAT_VERSION: u8 = 1;

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use crate::config::{SessionConfig, Storage};
 use crate::lanes::SaveLanes;
+use crate::members::Members;
 use crate::store::Store;
-use crate::users::Members;
 
 /// A source of the current time; replaceable in tests
 /// ([`crate::SessionManager::with_clock`]).

@@ -62,7 +62,10 @@ mod keys;
 mod lanes;
 mod load;
 mod manager;
+mod members;
 mod observe;
+mod record_index;
+mod retry;
 mod save;
 mod seal;
 mod session;
@@ -78,17 +81,20 @@ pub use config::{
 pub use error::{CodecError, ConfigError, KeyError, SessionError, StoreError};
 pub use id::StoreKey;
 pub use index::{
-    IndexEntry, SessionHandle, UserIndex, UserIndexSupport, UserKey, MAX_RECORD_INDEX_ENTRIES,
-    MAX_SIGN_IN_METADATA, MAX_USER_AGENT_CHARS,
+    IndexEntry, SessionHandle, UserIndex, UserKey, MAX_RECORD_INDEX_ENTRIES, MAX_SIGN_IN_METADATA,
+    MAX_USER_AGENT_CHARS,
 };
 pub use keys::{KeyRing, MIN_SECRET_LEN};
 pub use manager::{RequestSessions, SessionManager};
-pub use save::CAS_BUDGET;
+pub use members::MEMBER_CACHE;
+pub use retry::CAS_BUDGET;
 pub use seal::SealMode;
 pub use session::{Key, Session, SessionKey};
-pub use store::{IntoStore, SaveCondition, SaveOutcome, Store, StoredRecord, Version};
+pub use store::{
+    IntoStore, SaveCondition, SaveOutcome, Store, StoredRecord, UserIndexSupport, Version,
+};
 pub use transport::ResponseHeader;
-pub use users::{UserSession, MEMBER_CACHE};
+pub use users::UserSession;
 
 /// Re-exported so stores and adapters use the same version.
 pub use async_trait::async_trait;

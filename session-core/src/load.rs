@@ -10,12 +10,12 @@ use crate::config::Storage;
 use crate::engine::Engine;
 use crate::error::{CodecError, SessionError};
 use crate::id::{SessionId, StoreKey};
+use crate::index::Binding;
 use crate::index::IndexEntry;
 use crate::observe::{self, Observing};
 use crate::seal::{self, Opened, Purpose, SealMode};
 use crate::state::{Context, Loaded, Origin, ServerOrigin};
 use crate::store::Store;
-use crate::users::Binding;
 
 /// A start time for the debug log's durations; `None` (no clock read)
 /// when debug logging is off.

@@ -30,17 +30,12 @@ use crate::id::{SessionId, StoreKey};
 use crate::lanes::RiderReply;
 use crate::load::{debug_timer, elapsed_us};
 use crate::observe::{self, Observing};
+use crate::retry::{backoff, CAS_BUDGET};
 use crate::seal::{self, Purpose, SealMode, NO_EXPIRY};
-use crate::state::{Action, Change, Context, Loaded, Origin, ServerOrigin};
+use crate::state::{Action, Change, Context, Loaded, Origin, PendingSignIn, ServerOrigin};
 use crate::store::{SaveCondition, SaveOutcome, Store, StoredRecord, Version};
 use crate::transport::ResponseHeader;
-use crate::users::PendingSignIn;
 
-/// How long a save keeps retrying compare-and-swap conflicts.
-pub const CAS_BUDGET: Duration = Duration::from_millis(1500);
-/// First and largest backoff ceiling between conflicting attempts.
-const BACKOFF_BASE: Duration = Duration::from_millis(2);
-const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// Attempts to find an unused id (a collision of 256-bit ids is not expected).
 const MAX_ID_ATTEMPTS: usize = 3;
 /// How long a renew's retired record stays at least (it only has to
@@ -877,37 +872,5 @@ impl Saving<'_> {
 fn tell(riders: Vec<crate::lanes::Queued>, reply: impl Fn() -> RiderReply) {
     for rider in riders {
         let _ = rider.reply.send(reply());
-    }
-}
-
-/// A random wait in `[0, min(BACKOFF_MAX, BACKOFF_BASE * 2^attempt))`
-/// ("full jitter"), so conflicting writers spread out instead of retrying
-/// in step.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(BACKOFF_MAX);
-    let mut random = [0u8; 8];
-    seal::random(&mut random);
-    let fraction = u64::from_le_bytes(random) as f64 / u64::MAX as f64;
-    ceiling.mul_f64(fraction)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_stays_under_its_growing_ceiling() {
-        for attempt in 0..40 {
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1 << attempt.min(16))
-                .min(BACKOFF_MAX);
-            for _ in 0..50 {
-                assert!(backoff(attempt) <= ceiling);
-            }
-        }
-        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(10)).collect();
-        assert!(spread.len() > 40, "waits are random, not in step");
     }
 }

@@ -14,10 +14,10 @@ use crate::codec::{from_value, to_value};
 use crate::config::SessionConfig;
 use crate::engine::Engine;
 use crate::error::{CodecError, SessionError, StoreError};
-use crate::index::{SessionHandle, MAX_SIGN_IN_METADATA};
+use crate::index::{Binding, SessionHandle, MAX_SIGN_IN_METADATA};
 use crate::save::{Finished, Outcome};
-use crate::state::{Action, Change, Context, Loaded, Origin, State, UpdateFn};
-use crate::users::{Binding, PendingSignIn, UserSession};
+use crate::state::{Action, Change, Context, Loaded, Origin, PendingSignIn, State, UpdateFn};
+use crate::users::UserSession;
 
 /// A key that carries the type of its value, so a mismatched insert or get
 /// does not compile.

@@ -4,6 +4,7 @@
 //! record. Plain data: [`crate::load`] fills it, handlers change it through
 //! [`crate::Session`], [`crate::save`] writes it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,9 +14,9 @@ use time::OffsetDateTime;
 use crate::codec::Record;
 use crate::error::SessionError;
 use crate::id::{SessionId, StoreKey};
+use crate::index::Binding;
 use crate::index::IndexEntry;
 use crate::store::Version;
-use crate::users::{Binding, PendingSignIn};
 
 /// What a request knows of one session before loading it: the tokens it
 /// carried and the request's span.
@@ -249,4 +250,12 @@ fn refuse_constant(record: &Record, key: &str) -> Result<(), SessionError> {
     } else {
         Ok(())
     }
+}
+
+/// A sign-in made by this request, written to the index when the request
+/// finishes. (No `Debug`: the metadata is the application's.)
+#[derive(Clone)]
+pub(crate) struct PendingSignIn {
+    pub(crate) binding: Binding,
+    pub(crate) metadata: BTreeMap<String, String>,
 }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 use crate::id::StoreKey;
-use crate::index::UserIndexSupport;
+use crate::index::UserIndex;
 
 /// An opaque version of a stored record, handed out by [`Store::load`] and
 /// checked by [`SaveCondition::IfVersion`]. Memcached's CAS unique, a
@@ -176,4 +176,22 @@ impl IntoStore for Arc<dyn Store> {
     fn into_store(self) -> Arc<dyn Store> {
         self
     }
+}
+
+/// How a store keeps the per-user index of signed-in sessions
+/// ([`Store::user_index`]).
+#[non_exhaustive]
+pub enum UserIndexSupport<'a> {
+    /// The store implements [`UserIndex`] itself.
+    Native(&'a dyn UserIndex),
+    /// The engine keeps each user's index in one record of this store
+    /// (under [`UserKey::record_key`](crate::UserKey::record_key)), updated by compare-and-swap, capped
+    /// at [`MAX_RECORD_INDEX_ENTRIES`](crate::MAX_RECORD_INDEX_ENTRIES) and sealed when the store
+    /// [seals at rest](Store::seals_at_rest). Any store whose saves honour
+    /// [`SaveCondition::IfVersion`] can say this of itself; a tier list
+    /// names its authoritative tier.
+    Records(&'a dyn Store),
+    /// No index: signing a session in fails with
+    /// [`SessionError::NoUserIndex`](crate::SessionError::NoUserIndex).
+    Unsupported,
 }

@@ -9,59 +9,26 @@
 //! write that was in flight when it ended (a save, a renew, a cookie
 //! re-sealed) cannot revive it: entries are created only by a sign-in,
 //! under a fresh handle, and otherwise only updated if present. Each engine
-//! remembers answers of the index for at most [`MEMBER_CACHE`], and forgets
+//! remembers answers of the index for at most [`MEMBER_CACHE`](crate::MEMBER_CACHE), and forgets
 //! them all when it ends a session itself; another server sharing the
 //! store sees an end within that time.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::codec::Record;
 use crate::engine::Engine;
 use crate::error::{SessionError, StoreError};
-use crate::index::{
-    IndexEntry, RecordIndex, SessionHandle, UserIndex, UserIndexSupport, UserKey,
-    MAX_USER_AGENT_CHARS,
-};
+use crate::index::{Binding, IndexEntry, SessionHandle, UserIndex, UserKey, MAX_USER_AGENT_CHARS};
 use crate::observe;
+use crate::record_index::RecordIndex;
 use crate::save::{Finished, Outcome};
-use crate::state::Context;
-
-/// How long an engine trusts what the index said of a live session.
-pub const MEMBER_CACHE: Duration = Duration::from_secs(1);
-/// How long a refusal is remembered (an ended session never comes back, so
-/// this only bounds memory).
-const REFUSAL_CACHE: Duration = Duration::from_secs(3600);
-/// Answers remembered at most; past it the cache starts afresh.
-const MEMBER_CACHE_ENTRIES: usize = 100_000;
+use crate::state::{Context, PendingSignIn};
+use crate::store::UserIndexSupport;
 /// `last_seen` is written at most this often; an entry lapses this long
 /// after its session's deadline unless updated.
 const LAST_SEEN_STEP: i64 = 60;
-
-/// Whom a session is signed in as: the user's key, the id of the ring key
-/// it was derived with, and the session's handle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Binding {
-    #[serde(rename = "u")]
-    pub(crate) user: UserKey,
-    #[serde(rename = "k")]
-    pub(crate) key_id: [u8; 4],
-    #[serde(rename = "h")]
-    pub(crate) handle: SessionHandle,
-}
-
-/// A sign-in made by this request, written to the index when the request
-/// finishes. (No `Debug`: the metadata is the application's.)
-#[derive(Clone)]
-pub(crate) struct PendingSignIn {
-    pub(crate) binding: Binding,
-    pub(crate) metadata: BTreeMap<String, String>,
-}
 
 /// One of a user's live sessions, as [`crate::Session::user_sessions`] and
 /// [`crate::SessionManager::user_sessions`] list them.
@@ -93,51 +60,6 @@ impl UserSession {
             user_agent: entry.user_agent,
             metadata: entry.metadata,
         }
-    }
-}
-
-/// When the index was asked, in which generation, and what it said.
-type Answer = (Instant, u64, Option<IndexEntry>);
-
-/// What an engine remembers of the index: per handle, when it asked, the
-/// generation it asked in, and the entry (`None`: refused).
-#[derive(Default)]
-pub(crate) struct Members {
-    cache: Mutex<HashMap<SessionHandle, Answer>>,
-    /// Bumped by every end made through this engine: answers from before
-    /// are not used again.
-    generation: AtomicU64,
-}
-
-impl Members {
-    fn lookup(&self, handle: &SessionHandle) -> Option<Option<IndexEntry>> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, generation, entry) = cache.get(handle)?;
-        let ttl = if entry.is_some() {
-            MEMBER_CACHE
-        } else {
-            REFUSAL_CACHE
-        };
-        let current = *generation == self.generation.load(Ordering::Acquire);
-        // A refusal stays true whatever ended since.
-        (at.elapsed() < ttl && (current || entry.is_none())).then(|| entry.clone())
-    }
-
-    fn remember(&self, handle: &SessionHandle, asked_in: u64, entry: Option<IndexEntry>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) != asked_in && entry.is_some() {
-            // An end happened while the index was asked: the answer may
-            // predate it.
-            return;
-        }
-        if cache.len() >= MEMBER_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(handle.clone(), (Instant::now(), asked_in, entry));
-    }
-
-    fn forget(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -297,7 +219,7 @@ impl Engine {
         if let Some(known) = self.members.lookup(&binding.handle) {
             return Ok(known);
         }
-        let asked_in = self.members.generation.load(Ordering::Acquire);
+        let asked_in = self.members.generation();
         let entry = self
             .users()?
             .get(&binding.user, &binding.handle, now)
@@ -423,7 +345,7 @@ impl Engine {
             },
             ..entry.clone()
         };
-        let asked_in = self.members.generation.load(Ordering::Acquire);
+        let asked_in = self.members.generation();
         if users.update(&binding.user, &updated, now).await? {
             self.members
                 .remember(&binding.handle, asked_in, Some(updated));
