@@ -44,16 +44,22 @@ pub(crate) struct Engine {
     pub(crate) lanes: SaveLanes,
     /// What the user index said of signed-in sessions lately.
     pub(crate) members: Members,
+    /// Whether its sessions can sign in (a user index is configured): only
+    /// then is a request's `User-Agent` read.
+    pub(crate) keeps_users: bool,
 }
 
 impl Engine {
     pub(crate) fn new(config: SessionConfig, clock: Clock) -> Self {
-        Engine {
+        let mut engine = Engine {
             config,
             clock,
             lanes: SaveLanes::default(),
             members: Members::default(),
-        }
+            keeps_users: false,
+        };
+        engine.keeps_users = engine.users().is_ok();
+        engine
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {

@@ -171,23 +171,23 @@ impl Engine {
         let Some(binding) = &record.user else {
             return Ok(Membership::Live(None));
         };
-        if let Err(e) = self.users() {
-            // Signed in where an index used to be configured: nothing says
-            // the session is live, so it is refused (at most one warning a
-            // second).
-            log_refused(
-                &self.config.name,
-                "signed in, but no user index is configured",
-            );
-            tracing::debug!(error = %e, "no user index");
-            return Ok(Membership::NoIndex);
-        }
-        match self.member(binding, now).await? {
-            Some(entry) => Ok(Membership::Live(Some((binding.clone(), entry)))),
-            None => {
+        match self.member(binding, now).await {
+            Ok(Some(entry)) => Ok(Membership::Live(Some((binding.clone(), entry)))),
+            Ok(None) => {
                 tracing::debug!(session = %self.config.name, "signed-in session ended; starting a fresh session");
                 Ok(Membership::Ended)
             }
+            // Signed in where an index used to be configured: nothing says
+            // the session is live, so it is refused (at most one warning a
+            // second).
+            Err(SessionError::NoUserIndex(_)) => {
+                log_refused(
+                    &self.config.name,
+                    "signed in, but no user index is configured",
+                );
+                Ok(Membership::NoIndex)
+            }
+            Err(e) => Err(e),
         }
     }
 

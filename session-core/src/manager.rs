@@ -157,10 +157,14 @@ impl SessionManager {
     where
         V: IntoIterator<Item = &'a [u8]>,
     {
-        let user_agent = values("user-agent")
-            .into_iter()
-            .next()
-            .map(crate::users::user_agent);
+        // Kept for a sign-in; not read at all when no session can sign in.
+        let user_agent = self
+            .engines
+            .iter()
+            .any(|e| e.keeps_users)
+            .then(|| values("user-agent").into_iter().next())
+            .flatten()
+            .map(|raw| Arc::<str>::from(crate::users::user_agent(raw)));
         self.start(
             self.token_headers()
                 .flat_map(|name| values(name).into_iter().map(move |value| (name, value))),
@@ -230,7 +234,7 @@ impl SessionManager {
     pub(crate) fn start<'a>(
         &self,
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-        user_agent: Option<String>,
+        user_agent: Option<Arc<str>>,
     ) -> PendingRequest {
         let tokens = read_tokens(&self.engines, headers);
         let sessions = self

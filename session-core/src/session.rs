@@ -133,7 +133,7 @@ impl Session {
         engine: Arc<Engine>,
         candidates: Vec<String>,
         span: tracing::Span,
-        user_agent: Option<String>,
+        user_agent: Option<Arc<str>>,
     ) -> Self {
         Session {
             inner: Arc::new(SessionInner {

@@ -25,7 +25,7 @@ pub(crate) struct Context {
     pub(crate) candidates: Vec<String>,
     pub(crate) span: tracing::Span,
     /// The request's `User-Agent`, as a sign-in records it.
-    pub(crate) user_agent: Option<String>,
+    pub(crate) user_agent: Option<Arc<str>>,
 }
 
 /// What the handler asked to happen to the session as a whole.

@@ -300,7 +300,7 @@ impl Engine {
                     signed_in_micros: work.now_micros,
                     last_seen: now,
                     expires,
-                    user_agent: ctx.user_agent.clone(),
+                    user_agent: ctx.user_agent.as_deref().map(str::to_owned),
                     metadata: sign_in.metadata.clone(),
                 };
                 users.put(&sign_in.binding.user, &entry, now).await?;

@@ -538,13 +538,9 @@ pub async fn too_large(setup: &Setup) {
 /// A user name no other test uses (test servers may share one store, and
 /// with it the users' index).
 pub fn unique_user(name: &str) -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{name}-{}-{nanos:x}-{n}", std::process::id())
+    session_backends::conformance::unique_key(name)
+        .as_str()
+        .to_owned()
 }
 
 /// The ids `GET /sessions` lists, and the one marked current.
