@@ -122,11 +122,14 @@ impl Engine {
             }
         };
         let result = match result {
-            Ok(finished) if !users.is_idle() => {
-                self.finish_users(ctx, users, finished, now.unix_timestamp())
-                    .await
-            }
-            other => other,
+            Ok(finished) => match users {
+                Some(users) => {
+                    self.finish_users(ctx, users, finished, now.unix_timestamp())
+                        .await
+                }
+                None => Ok(finished),
+            },
+            error => error,
         };
         if let Ok(f) = &result {
             ctx.span.record("outcome", f.outcome.as_str());

@@ -156,13 +156,6 @@ pub(crate) struct UsersWork {
     pub(crate) now_micros: i64,
 }
 
-impl UsersWork {
-    /// Nothing to do: an anonymous session that stays anonymous.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.loaded.is_none() && self.sign_in.is_none()
-    }
-}
-
 impl Engine {
     /// The index this session's users are kept in.
     ///
@@ -232,15 +225,20 @@ impl Engine {
         Ok(entry)
     }
 
-    /// The index work of a finishing request (see [`UsersWork`]).
+    /// The index work of a finishing request (see [`UsersWork`]); `None`
+    /// for an anonymous session that stays anonymous (most requests), which
+    /// costs nothing here.
     pub(crate) fn users_work(
         &self,
         loaded: &crate::state::Loaded,
         sign_in: Option<PendingSignIn>,
         action: crate::state::Action,
         now: OffsetDateTime,
-    ) -> UsersWork {
+    ) -> Option<UsersWork> {
         use crate::state::Action;
+        if loaded.member.is_none() && sign_in.is_none() {
+            return None;
+        }
         let record = &loaded.record;
         // A renew (a sign-in is one) and a purge start the session's
         // lifetime again, as the save path does.
@@ -254,7 +252,7 @@ impl Engine {
             persistent: record.persistent,
             ..Record::default()
         };
-        UsersWork {
+        Some(UsersWork {
             loaded: loaded.member.clone(),
             last: record.user.clone(),
             sign_in,
@@ -262,7 +260,7 @@ impl Engine {
             deadline: self.config.deadline(&timing, now).unix_timestamp(),
             persistence_changed: loaded.persistence_changed(),
             now_micros: i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX),
-        }
+        })
     }
 
     /// Brings the index up to date after the session itself was finished:
