@@ -2,7 +2,10 @@
 
 /// The port to listen on (`PORT`, default 3000).
 pub fn port() -> u16 {
-    std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000)
+    std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000)
 }
 
 /// The JSON body of the counter routes.

@@ -17,12 +17,22 @@
 //!   (redis-rs's own clients are chosen over fred: the single-server path
 //!   was already on it, and its cluster connection pipelines the same way.)
 //!
-//! A record is a hash: `v`, its version (an integer that grows with every
-//! write), and `d`, the bytes. Compare-and-swap, create and unconditional
-//! writes are small Lua scripts (one round trip each, atomic on the server);
-//! expiry is `PEXPIRE` with milliseconds left (no `PXAT`/`EXAT`, which fail
-//! on servers older than 6.2). The scripts set several hash fields in one
-//! `HSET`, which needs Redis 4.0: the oldest server this store works with.
+//! A record is one string: a 17-byte head (a layout tag, the version as 8
+//! bytes big-endian, the expiry as 8 bytes of big-endian Unix milliseconds)
+//! and the bytes. So a load is one `GET` (the expiry is in the head, no
+//! `PTTL`), a create is `SET NX PX` and an unconditional write a `SET PX`,
+//! each a plain command; only the compare-and-swap is a Lua script (it
+//! compares the head's tag and version, then `SET`s: one round trip, atomic
+//! on the server), and the touch (the `PEXPIRE` and the head's expiry
+//! together). Expiry is milliseconds left (`PX`, `PEXPIRE`: no
+//! `PXAT`/`EXAT`, which fail on servers older than 6.2).
+//!
+//! Records of the earlier layout (a hash of `v`, the version, and `d`, the
+//! bytes, with the expiry as the key's TTL) are still read, with a second
+//! round trip, and the compare-and-swap that next writes one rewrites it in
+//! this layout, so an upgrade signs nobody out. The user index's scripts
+//! set several hash fields in one `HSET`, which needs Redis 4.0: the oldest
+//! server this store works with.
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,38 +55,36 @@ use session_core::{
 /// never come near this).
 pub const DEFAULT_MAX_REDIS_RECORD: usize = 1 << 20;
 
-/// Writes `ARGV[2]` as the data if the version is still `ARGV[1]`; returns
-/// the new version, or 0 when the record changed or is gone.
-const CAS: &str = r"
-if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return v
-";
+/// The first byte of a record's head: this layout.
+const LAYOUT: u8 = 1;
+/// The head: the layout tag, the version, the expiry.
+const HEAD: usize = 17;
 
-/// Creates the record if absent with version `ARGV[3]` (a fresh one, see
-/// `versions`); returns 1, or 0 when it exists.
-const ADD: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+/// Writes the record `ARGV[2]` (head included) with a TTL of `ARGV[3]` ms
+/// if the stored head still starts with `ARGV[1]` (the tag and the
+/// expected version); returns 1, or 0 when the record changed or is gone.
+/// A record of the earlier layout (a hash: `redis.pcall` returns the
+/// WRONGTYPE error as a table) is compared by its `v` field against
+/// `ARGV[4]`, and rewritten in this layout (`SET` replaces any type); a
+/// value of any other type is a conflict.
+const CAS: &str = r"
+local head = redis.pcall('GETRANGE', KEYS[1], 0, 8)
+if type(head) == 'table' then
+  if redis.pcall('HGET', KEYS[1], 'v') ~= ARGV[4] then return 0 end
+elseif head ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 ";
 
-/// Writes unconditionally (the version still grows, so a concurrent
-/// compare-and-swap sees the change); returns the new version, or -1 when
-/// the record was created with version `ARGV[3]`.
-const SET: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'v', ARGV[3], 'd', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return -1
-end
-local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'd', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return v
+/// Moves the deadline of `KEYS[1]` to `ARGV[1]` ms from now and writes it
+/// into the head (`ARGV[2]`, 8 bytes at offset 9; a record of the earlier
+/// layout has only its TTL); returns 1, or 0 when the record is gone.
+const TOUCH: &str = r"
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.pcall('SETRANGE', KEYS[1], 9, ARGV[2])
+return 1
 ";
 
 /// Builder of a [`RedisStore`].
@@ -233,8 +241,7 @@ impl RedisStoreBuilder {
                 max_record_size: self.max_record_size,
                 seal_at_rest: self.seal_at_rest,
                 cas: Script::new(CAS),
-                add: Script::new(ADD),
-                set: Script::new(SET),
+                touch: Script::new(TOUCH),
                 index: IndexScripts::new(),
             }),
         })
@@ -248,8 +255,9 @@ impl RedisStoreBuilder {
 ///   failures; every command bounded by a timeout; an unreachable server is
 ///   [`StoreError::Unavailable`] (503), answered as soon as the connection
 ///   attempt fails;
-/// - compare-and-swap in one round trip (a Lua script comparing the stored
-///   version), create-if-absent, touch with `PEXPIRE`, delete;
+/// - a load is one `GET`; compare-and-swap in one round trip (a Lua script
+///   comparing the stored version), create-if-absent (`SET NX`), touch,
+///   delete;
 /// - a key prefix; records sealed at rest by default; `redis://` URLs with
 ///   user and password, `rediss://` with the `redis-tls` feature;
 /// - one server, a Redis Cluster (node URLs, comma-separated: any reachable
@@ -286,8 +294,7 @@ struct Inner {
     max_record_size: usize,
     seal_at_rest: bool,
     cas: Script,
-    add: Script,
-    set: Script,
+    touch: Script,
     index: IndexScripts,
 }
 
@@ -682,35 +689,80 @@ fn refused(why: &str) -> Option<StoredRecord> {
     None
 }
 
-#[async_trait]
-impl Store for RedisStore {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
+/// Unix milliseconds of `at`, as the head holds them.
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000_000).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
 
-    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
-        let mut conn = self.connection().await?;
-        let key = self.key(key);
+/// The head's first 9 bytes, the layout tag and `version`: what a
+/// compare-and-swap compares.
+fn head_start(version: u64) -> [u8; 9] {
+    let mut start = [LAYOUT; 9];
+    start[1..].copy_from_slice(&version.to_be_bytes());
+    start
+}
+
+/// A record in this layout: the head, then `data`.
+fn with_head(version: u64, expires_at: OffsetDateTime, data: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(HEAD + data.len());
+    stored.extend_from_slice(&head_start(version));
+    stored.extend_from_slice(&unix_millis(expires_at).to_be_bytes());
+    stored.extend_from_slice(data);
+    stored
+}
+
+/// The record in a string this store wrote, or refused.
+fn open_record(mut stored: Vec<u8>) -> Option<StoredRecord> {
+    if stored.len() < HEAD || stored[0] != LAYOUT {
+        return refused("a string that is not a session record");
+    }
+    let field = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&stored[at..at + 8]);
+        bytes
+    };
+    let version = u64::from_be_bytes(field(1));
+    let millis = i64::from_be_bytes(field(9));
+    let Ok(expires_at) = OffsetDateTime::from_unix_timestamp_nanos(millis as i128 * 1_000_000)
+    else {
+        return refused("an expiry too far away to be ours");
+    };
+    stored.drain(..HEAD);
+    Some(StoredRecord::new(
+        stored,
+        Version(version),
+        Some(expires_at),
+    ))
+}
+
+impl RedisStore {
+    /// A record of the earlier layout: a hash of `v` and `d`, the expiry
+    /// the key's TTL.
+    async fn load_earlier_layout(
+        &self,
+        conn: &mut Conn,
+        key: &str,
+    ) -> Result<Option<StoredRecord>, StoreError> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET")
-            .arg(&key)
+            .arg(key)
             .arg("v")
             .arg("d")
             .cmd("PTTL")
-            .arg(&key);
+            .arg(key);
         let reply: Result<((Option<Vec<u8>>, Option<Vec<u8>>), i64), StoreError> =
-            self.run(pipe.query_async(&mut conn)).await;
+            self.run(pipe.query_async(conn)).await;
         let ((version, data), ttl) = match reply {
             Ok(reply) => reply,
-            // Not a hash (another program's string under our key): no
-            // session of ours.
+            // Neither a string nor a hash (another program's value under
+            // our key): no session of ours.
             Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
-                return Ok(refused("a value that is not a session hash"))
+                return Ok(refused("a value that is not a session record"))
             }
             Err(e) => return Err(e),
         };
         let (Some(version), Some(data)) = (version, data) else {
-            return Ok(None);
+            return Ok(refused("a hash without its version or data"));
         };
         let Some(version) = std::str::from_utf8(&version)
             .ok()
@@ -729,6 +781,30 @@ impl Store for RedisStore {
         };
         Ok(Some(StoredRecord::new(data, Version(version), expires_at)))
     }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
+        let mut conn = self.connection().await?;
+        let key = self.key(key);
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(&key);
+        let reply: Result<Option<Vec<u8>>, StoreError> = self.run(cmd.query_async(&mut conn)).await;
+        match reply {
+            Ok(Some(record)) => Ok(open_record(record)),
+            Ok(None) => Ok(None),
+            // A hash: a record of the earlier layout, or another program's.
+            Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
+                self.load_earlier_layout(&mut conn, &key).await
+            }
+            Err(e) => Err(e),
+        }
+    }
 
     async fn save(
         &self,
@@ -741,41 +817,47 @@ impl Store for RedisStore {
         let mut conn = self.connection().await?;
         let key = self.key(key);
         let ttl = millis_left(expires_at);
-        let fresh = crate::versions::fresh_version();
-        let version: i64 = match condition {
+        let version = match condition {
+            SaveCondition::IfVersion(Version(v)) => v.wrapping_add(1),
+            _ => crate::versions::fresh_version(),
+        };
+        let stored = with_head(version, expires_at, record);
+        let written = match condition {
             SaveCondition::IfVersion(Version(v)) => {
                 let mut call = self.inner.cas.key(&key);
-                call.arg(v).arg(record).arg(ttl);
-                self.run(call.invoke_async(&mut conn)).await?
+                call.arg(&head_start(v)[..]).arg(stored).arg(ttl).arg(v);
+                let swapped: i64 = self.run(call.invoke_async(&mut conn)).await?;
+                swapped == 1
             }
             SaveCondition::IfAbsent => {
-                let mut call = self.inner.add.key(&key);
-                call.arg(record).arg(ttl).arg(fresh);
-                let added: i64 = self.run(call.invoke_async(&mut conn)).await?;
-                if added == 1 {
-                    -1
-                } else {
-                    0
-                }
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&key).arg(stored).arg("NX").arg("PX").arg(ttl);
+                let set: Option<String> = self.run(cmd.query_async(&mut conn)).await?;
+                set.is_some()
             }
             _ => {
-                let mut call = self.inner.set.key(&key);
-                call.arg(record).arg(ttl).arg(fresh);
-                self.run(call.invoke_async(&mut conn)).await?
+                // A fresh version, not the old one plus one: a concurrent
+                // compare-and-swap still sees the change, and no read is
+                // needed.
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&key).arg(stored).arg("PX").arg(ttl);
+                let _: String = self.run(cmd.query_async(&mut conn)).await?;
+                true
             }
         };
-        Ok(match version {
-            0 => SaveOutcome::Conflict,
-            -1 => SaveOutcome::Saved(Version(fresh)),
-            v => SaveOutcome::Saved(Version(v as u64)),
+        Ok(if written {
+            SaveOutcome::Saved(Version(version))
+        } else {
+            SaveOutcome::Conflict
         })
     }
 
     async fn touch(&self, key: &StoreKey, expires_at: OffsetDateTime) -> Result<bool, StoreError> {
         let mut conn = self.connection().await?;
-        let mut cmd = ::redis::cmd("PEXPIRE");
-        cmd.arg(self.key(key)).arg(millis_left(expires_at));
-        let touched: i64 = self.run(cmd.query_async(&mut conn)).await?;
+        let mut call = self.inner.touch.key(self.key(key));
+        call.arg(millis_left(expires_at))
+            .arg(&unix_millis(expires_at).to_be_bytes()[..]);
+        let touched: i64 = self.run(call.invoke_async(&mut conn)).await?;
         Ok(touched == 1)
     }
 

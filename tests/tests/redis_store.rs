@@ -76,39 +76,134 @@ async fn store_built_while_redis_is_down_works_once_it_is_up() {
     }
 }
 
-/// Records this store did not write (a TTL too large for a date, a string
-/// where a hash belongs, a missing field, a version that is no number) are
-/// read as absent: a fresh session, never a panic or a 500.
+/// Records this store did not write (an expiry too large for a date, in
+/// the head or as the TTL of a hash of the earlier layout, a string too
+/// short or of another layout, a hash with a missing field or a version
+/// that is no number, a list) are read as absent: a fresh session, never a
+/// panic or a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_it_did_not_write_are_refused() {
     let server = RedisProcess::start();
     let store = RedisStore::builder(server.url.clone()).build().unwrap();
     let key = |tag: &str| session_backends::conformance::unique_key(tag);
-    let far = key("redis-far");
+    let name = |k: &session_core::StoreKey| format!("session:{}", k.as_str());
+    // A string whose head is `head` (Lua bytes), then "x".
+    let with_head = |server: &RedisProcess, n: &str, head: &str| {
+        let script = format!("redis.call('SET', KEYS[1], string.char({head}) .. 'x') return 1");
+        server.cli(&["EVAL", &script, "1", n]);
+    };
+    type Setup<'a> = &'a dyn Fn(&RedisProcess, &str);
+    let cases: [(&str, Setup<'_>); 8] = [
+        ("an expiry in the head past year 9999", &|server, n| {
+            with_head(
+                server,
+                n,
+                "1, 0,0,0,0,0,0,0,5, 127,255,255,255,255,255,255,255",
+            )
+        }),
+        ("a head of another layout", &|server, n| {
+            with_head(server, n, "2, 0,0,0,0,0,0,0,5, 0,0,0,0,0,0,0,0")
+        }),
+        ("a short string", &|server, n| {
+            server.cli(&["SET", n, "hello"]);
+        }),
+        ("an empty string", &|server, n| {
+            server.cli(&["SET", n, ""]);
+        }),
+        ("a hash with a TTL past year 9999", &|server, n| {
+            server.cli(&["HSET", n, "v", "1", "d", "x"]);
+            server.cli(&["PEXPIRE", n, "9000000000000000"]);
+        }),
+        ("a hash without its data", &|server, n| {
+            server.cli(&["HSET", n, "v", "1"]);
+        }),
+        ("a hash whose version is a word", &|server, n| {
+            server.cli(&["HSET", n, "v", "one", "d", "x"]);
+        }),
+        ("a list", &|server, n| {
+            server.cli(&["RPUSH", n, "x"]);
+        }),
+    ];
+    for (what, setup) in cases {
+        let k = key("redis-foreign");
+        setup(&server, &name(&k));
+        assert_eq!(store.load(&k).await.unwrap(), None, "{what}");
+        // And a write over it is refused or replaces it, never a panic.
+        let _ = store
+            .save(
+                &k,
+                b"mine",
+                later(),
+                SaveCondition::IfVersion(session_core::Version(1)),
+            )
+            .await;
+    }
+    // A huge TTL on a record of this layout does not matter: the expiry
+    // read is the head's.
+    let far = key("redis-far-ttl");
     store
         .save(&far, b"v", later(), SaveCondition::Always)
         .await
         .unwrap();
-    let name = |k: &session_core::StoreKey| format!("session:{}", k.as_str());
     server.cli(&["PEXPIRE", &name(&far), "9000000000000000"]);
+    let loaded = store.load(&far).await.unwrap().unwrap();
+    assert_eq!(loaded.bytes, b"v");
+    assert!(loaded.expires_at.unwrap() < later() + Duration::from_secs(1));
+}
+
+/// A record of the earlier layout (a hash of `v` and `d`, the expiry the
+/// key's TTL) is read, and the compare-and-swap that writes it next turns
+/// it into a record of this layout: an upgrade signs nobody out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_earlier_layout_are_read_and_rewritten() {
+    let server = RedisProcess::start();
+    let store = RedisStore::builder(server.url.clone()).build().unwrap();
+    let key = session_backends::conformance::unique_key("redis-earlier");
+    let name = format!("session:{}", key.as_str());
+    server.cli(&["HSET", &name, "v", "1764640000000007", "d", "old bytes"]);
+    server.cli(&["PEXPIRE", &name, "300000"]);
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.bytes, b"old bytes");
+    assert_eq!(loaded.version, session_core::Version(1764640000000007));
+    let left = loaded.expires_at.unwrap() - OffsetDateTime::now_utc();
+    assert!(left > Duration::from_secs(290) && left <= Duration::from_secs(300));
+    // A stale version does not write over it.
+    let stale = store
+        .save(
+            &key,
+            b"stale",
+            later(),
+            SaveCondition::IfVersion(session_core::Version(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, SaveOutcome::Conflict);
+    assert_eq!(server.cli(&["TYPE", &name]), "hash");
+    let saved = store
+        .save(
+            &key,
+            b"new bytes",
+            later(),
+            SaveCondition::IfVersion(loaded.version),
+        )
+        .await
+        .unwrap();
     assert_eq!(
-        store.load(&far).await.unwrap(),
-        None,
-        "a TTL past year 9999"
+        saved,
+        SaveOutcome::Saved(session_core::Version(1764640000000008))
     );
-    let string = key("redis-string");
-    server.cli(&["SET", &name(&string), "hello"]);
-    assert_eq!(store.load(&string).await.unwrap(), None, "a string");
-    let half = key("redis-half");
-    server.cli(&["HSET", &name(&half), "v", "1"]);
-    assert_eq!(store.load(&half).await.unwrap(), None, "no data field");
-    let word = key("redis-word");
-    server.cli(&["HSET", &name(&word), "v", "one", "d", "x"]);
-    assert_eq!(
-        store.load(&word).await.unwrap(),
-        None,
-        "a version that is a word"
-    );
+    assert_eq!(server.cli(&["TYPE", &name]), "string");
+    let again = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(again.bytes, b"new bytes");
+    assert_eq!(again.version, session_core::Version(1764640000000008));
+    // A touch of a hash moves its TTL only.
+    let other = session_backends::conformance::unique_key("redis-earlier-touch");
+    let other_name = format!("session:{}", other.as_str());
+    server.cli(&["HSET", &other_name, "v", "3", "d", "x"]);
+    assert!(store.touch(&other, later()).await.unwrap());
+    let ttl: i64 = server.cli(&["PTTL", &other_name]).parse().unwrap();
+    assert!(ttl > 290_000, "{ttl}");
+    assert_eq!(store.load(&other).await.unwrap().unwrap().bytes, b"x");
 }
 
 /// A primary demoted to a replica of an unreachable host answers writes

@@ -194,6 +194,21 @@ impl Datastores {
         Ok(started)
     }
 
+    /// The servers' own version lines, for reports.
+    pub(crate) fn versions(&self) -> (String, String) {
+        let line = |cmd: &Path| {
+            Command::new(cmd)
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        (
+            line(&self.redis_bin),
+            line(&self.postgres_bin.join("postgres")),
+        )
+    }
+
     pub(crate) fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.redis.port)
     }

@@ -9,13 +9,17 @@ use session_bench_peers::{announce, counter_body, port};
 
 async fn peek(session: Session) -> HttpResponse {
     let n = session.get::<u64>("n").ok().flatten().unwrap_or(0);
-    HttpResponse::Ok().content_type("application/json").body(counter_body(n))
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(counter_body(n))
 }
 
 async fn counter(session: Session) -> HttpResponse {
     let n = session.get::<u64>("n").ok().flatten().unwrap_or(0) + 1;
     let _ = session.insert("n", n);
-    HttpResponse::Ok().content_type("application/json").body(counter_body(n))
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(counter_body(n))
 }
 
 #[actix_web::main]

@@ -18,7 +18,9 @@ impl FromRef<State> for Key {
 }
 
 fn read(jar: &PrivateCookieJar) -> u64 {
-    jar.get("n").and_then(|c| c.value().parse().ok()).unwrap_or(0)
+    jar.get("n")
+        .and_then(|c| c.value().parse().ok())
+        .unwrap_or(0)
 }
 
 async fn peek(jar: PrivateCookieJar) -> String {
@@ -35,14 +37,18 @@ async fn counter(jar: PrivateCookieJar) -> (PrivateCookieJar, String) {
 
 #[tokio::main]
 async fn main() {
-    let state = State { key: Key::from(&[7u8; 64]) };
+    let state = State {
+        key: Key::from(&[7u8; 64]),
+    };
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/counter/peek", get(peek))
         .route("/counter", get(counter))
         .with_state(state);
     let port = port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
     announce(port);
     axum::serve(listener, app).await.expect("serve");
 }

@@ -7,7 +7,10 @@ use rocket::{get, routes};
 use session_bench_peers::{announce, counter_body, port};
 
 fn read(cookies: &CookieJar<'_>) -> u64 {
-    cookies.get_private("n").and_then(|c| c.value().parse().ok()).unwrap_or(0)
+    cookies
+        .get_private("n")
+        .and_then(|c| c.value().parse().ok())
+        .unwrap_or(0)
 }
 
 #[get("/health")]

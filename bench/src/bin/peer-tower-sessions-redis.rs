@@ -32,7 +32,9 @@ async fn main() {
         .route("/counter", get(counter))
         .layer(layer);
     let port = port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
     announce(port);
     axum::serve(listener, app).await.expect("serve");
 }
