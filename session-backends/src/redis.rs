@@ -1,14 +1,19 @@
-//! The Redis store, on redis-rs: one multiplexed connection that every
-//! request shares (commands from concurrent tasks are pipelined on it, no
-//! per-operation checkout). Three topologies:
+//! The Redis store, on redis-rs: multiplexed connections that requests
+//! share (commands from concurrent tasks are pipelined on one, no
+//! per-operation checkout): one for tokio's multi-threaded runtime, and one
+//! per worker thread, up to one per core, under single-threaded runtimes
+//! such as actix-web's. Three topologies:
 //!
 //! - one server (`redis://`, `rediss://`): redis-rs's [`ConnectionManager`],
 //!   reconnected in the background after a failure;
 //! - Redis Cluster (several node URLs, comma-separated, or
 //!   [`cluster`](RedisStoreBuilder::cluster)): redis-rs's async cluster
-//!   connection, which learns the slots from any reachable node and follows
-//!   `MOVED`/`ASK` and failovers. Every command and script here names one
-//!   key, so nothing is cross-slot;
+//!   connection, which learns the slots from any reachable node and learns
+//!   them again after a `MOVED` or a failover. It resends nothing (a resent
+//!   compare-and-swap whose reply was lost could apply twice), so the
+//!   command that meets a `MOVED`, `ASK` or a failover answers 503 and the
+//!   next one goes to the right node. Every command and script here names
+//!   one key, so nothing is cross-slot;
 //! - a Sentinel-managed primary (`redis+sentinel://host:port[,host:port...]/NAME`,
 //!   with `user:password@` for the data nodes): the Sentinels are asked for
 //!   the primary, and asked again after a failure that says the primary
@@ -79,11 +84,15 @@ return 1
 ";
 
 /// Moves the deadline of `KEYS[1]` to `ARGV[1]` ms from now and writes it
-/// into the head (`ARGV[2]`, 8 bytes at offset 9; a record of the earlier
-/// layout has only its TTL); returns 1, or 0 when the record is gone.
+/// into the head (`ARGV[2]`, 8 bytes at offset 9) of a record of this
+/// layout (a record of the earlier layout has only its TTL; another
+/// program's value is left as it is, and refused by the next load);
+/// returns 1, or 0 when the record is gone.
 const TOUCH: &str = r"
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.pcall('SETRANGE', KEYS[1], 9, ARGV[2])
+if redis.pcall('GETRANGE', KEYS[1], 0, 0) == '\1' and redis.call('STRLEN', KEYS[1]) >= 17 then
+  redis.call('SETRANGE', KEYS[1], 9, ARGV[2])
+end
 return 1
 ";
 
@@ -226,7 +235,9 @@ impl RedisStoreBuilder {
                 .set_number_of_retries(1)
                 .set_min_delay(Duration::from_millis(10))
                 .set_max_delay(Duration::from_millis(100));
-            let slots = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+            // Slot 0 for multi-threaded runtimes, one per core for
+            // single-threaded ones; each made on first use.
+            let slots = 1 + std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
             Target::Single {
                 client,
                 config,
@@ -252,8 +263,8 @@ impl RedisStoreBuilder {
 /// Sessions in Redis, shared by every server of a deployment and kept
 /// across restarts (as far as Redis persists).
 ///
-/// - one multiplexed connection shared by all requests, reconnected after
-///   failures; every command bounded by a timeout; an unreachable server is
+/// - multiplexed connections shared by requests (one, or one per worker
+///   thread under single-threaded runtimes), reconnected after failures; every command bounded by a timeout; an unreachable server is
 ///   [`StoreError::Unavailable`] (503), answered as soon as the connection
 ///   attempt fails;
 /// - a load is one `GET`; compare-and-swap in one round trip (a Lua script
@@ -733,12 +744,15 @@ impl RedisStore {
 }
 
 /// The connection slot of this thread, of `slots`. Under a single-threaded
-/// runtime (actix-web runs one per worker thread) threads take slots in
-/// turn, so each worker has a connection whose driver task runs on its own
-/// thread: a command and its reply wake no other thread (measured: about
-/// 10 % more `/counter` per second on actix-web). Under tokio's
+/// runtime (actix-web runs one per worker thread) threads take slots 1 and
+/// up in turn, so each worker has a connection whose driver task runs on
+/// its own thread: a command and its reply wake no other thread (measured:
+/// about 10 % more `/counter` per second on actix-web). Under tokio's
 /// multi-threaded runtime (axum, Rocket) tasks move between threads anyway,
-/// and one shared connection batches more commands per write: slot 0.
+/// and one shared connection batches more commands per write: slot 0, which
+/// no single-threaded runtime shares (a connection's driver runs on the
+/// runtime that made it, so a slot is shared only by runtimes of one kind,
+/// and only past one per core).
 fn connection_slot(slots: usize) -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::runtime::{Handle, RuntimeFlavor};
@@ -748,8 +762,8 @@ fn connection_slot(slots: usize) -> usize {
     }
     let single_threaded =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
-    if single_threaded {
-        SLOT.with(|slot| *slot % slots)
+    if single_threaded && slots > 1 {
+        1 + SLOT.with(|slot| *slot % (slots - 1))
     } else {
         0
     }
@@ -832,11 +846,13 @@ fn open_record(mut stored: Vec<u8>) -> Option<StoredRecord> {
 impl RedisStore {
     /// A record of the earlier layout: a hash of `v` and `d`, the expiry
     /// the key's TTL.
+    /// `None` when the key holds no hash (any more): another request's
+    /// compare-and-swap may have rewritten it as a string since the `GET`.
     async fn load_earlier_layout(
         &self,
         conn: &mut Conn,
         key: &str,
-    ) -> Result<Option<StoredRecord>, StoreError> {
+    ) -> Result<Option<Option<StoredRecord>>, StoreError> {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET")
             .arg(key)
@@ -848,21 +864,17 @@ impl RedisStore {
             self.run(pipe.query_async(conn)).await;
         let ((version, data), ttl) = match reply {
             Ok(reply) => reply,
-            // Neither a string nor a hash (another program's value under
-            // our key): no session of ours.
-            Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
-                return Ok(refused("a value that is not a session record"))
-            }
+            Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => return Ok(None),
             Err(e) => return Err(e),
         };
         let (Some(version), Some(data)) = (version, data) else {
-            return Ok(refused("a hash without its version or data"));
+            return Ok(Some(refused("a hash without its version or data")));
         };
         let Some(version) = std::str::from_utf8(&version)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
         else {
-            return Ok(refused("a version that is not a number"));
+            return Ok(Some(refused("a version that is not a number")));
         };
         let expires_at = match ttl {
             ttl if ttl < 0 => None,
@@ -870,10 +882,14 @@ impl RedisStore {
                 .checked_add(session_core::time::Duration::milliseconds(ttl))
             {
                 Some(at) => Some(at),
-                None => return Ok(refused("an expiry too far away to be ours")),
+                None => return Ok(Some(refused("an expiry too far away to be ours"))),
             },
         };
-        Ok(Some(StoredRecord::new(data, Version(version), expires_at)))
+        Ok(Some(Some(StoredRecord::new(
+            data,
+            Version(version),
+            expires_at,
+        ))))
     }
 }
 
@@ -886,18 +902,30 @@ impl Store for RedisStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<StoredRecord>, StoreError> {
         let mut conn = self.connection().await?;
         let key = self.key(key);
-        let mut cmd = ::redis::cmd("GET");
-        cmd.arg(&key);
-        let reply: Result<Option<Vec<u8>>, StoreError> = self.run(cmd.query_async(&mut conn)).await;
-        match reply {
-            Ok(Some(record)) => Ok(open_record(record)),
-            Ok(None) => Ok(None),
-            // A hash: a record of the earlier layout, or another program's.
-            Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
-                self.load_earlier_layout(&mut conn, &key).await
+        // A second `GET` only when a hash of the earlier layout turned into
+        // a string between the first `GET` and the hash's read (a
+        // concurrent compare-and-swap rewrote it): read once more, never
+        // taken for a missing session.
+        for _ in 0..2 {
+            let mut cmd = ::redis::cmd("GET");
+            cmd.arg(&key);
+            let reply: Result<Option<Vec<u8>>, StoreError> =
+                self.run(cmd.query_async(&mut conn)).await;
+            match reply {
+                Ok(Some(record)) => return Ok(open_record(record)),
+                Ok(None) => return Ok(None),
+                // A hash: a record of the earlier layout, or another program's.
+                Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => {
+                    if let Some(found) = self.load_earlier_layout(&mut conn, &key).await? {
+                        return Ok(found);
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        // Neither a string nor a hash (another program's value under our
+        // key): no session of ours.
+        Ok(refused("a value that is not a session record"))
     }
 
     async fn save(

@@ -344,7 +344,7 @@ impl Drop for PostgresProcess {
 /// A shared server from the environment, or a private one held by the
 /// returned guard.
 pub enum Shared<P> {
-    /// From `cargo xtask ci`.
+    /// Someone else's: from `cargo xtask ci`, or one a test started.
     Env(String),
     /// Started for this test.
     Own(P),

@@ -49,6 +49,9 @@ pub struct Setup {
     pub transport: &'static str,
     /// `SESSION_USER_INDEX` (cookie sessions).
     pub user_index: &'static str,
+    /// `REDIS_URL` of a Redis the test started (a cluster's node URLs):
+    /// instead of the shared single server.
+    pub redis_url: Option<&'static str>,
 }
 
 impl Setup {
@@ -59,7 +62,14 @@ impl Setup {
             store,
             transport,
             user_index: "memory",
+            redis_url: None,
         }
+    }
+
+    /// This setup on the Redis at `url` (a Redis Cluster's node URLs, say).
+    pub const fn redis_url(mut self, url: &'static str) -> Self {
+        self.redis_url = Some(url);
+        self
     }
 
     /// This setup with cookie sessions' user index in `store`.
@@ -98,7 +108,10 @@ impl Setup {
                 || (self.store == "cookie" && self.user_index == name)
         };
         let memcached = tiers("memcache").then(memcached::single);
-        let redis = tiers("redis").then(datastores::redis);
+        let redis = tiers("redis").then(|| match self.redis_url {
+            Some(url) => datastores::Shared::Env(url.to_owned()),
+            None => datastores::redis(),
+        });
         let postgres = tiers("postgres").then(datastores::postgres);
         let dir = std::env::temp_dir().join(format!(
             "session-tests-{}-{}",

@@ -753,3 +753,28 @@ pub async fn max_sessions_per_user(setup: &Setup) {
     let (ids, _) = listed_ids(&newest.get("/sessions").await);
     assert_eq!(ids.len(), 2);
 }
+
+/// Every scenario above, one after the other (`tests/contract.rs` runs
+/// them as tests of their own; this is for a setup that one test builds,
+/// such as a Redis Cluster).
+pub async fn every_scenario(setup: &Setup) {
+    health(setup).await;
+    counter(setup).await;
+    key_values(setup).await;
+    bad_json(setup).await;
+    login_and_whoami(setup).await;
+    flashes(setup).await;
+    remember_me(setup).await;
+    cookie_attributes(setup).await;
+    logout(setup).await;
+    bad_tokens(setup).await;
+    page(setup).await;
+    concurrent_writes(setup).await;
+    key_rotation(setup).await;
+    contended_writers(setup).await;
+    contended_counter(setup).await;
+    cache_headers(setup).await;
+    too_large(setup).await;
+    user_sessions(setup).await;
+    max_sessions_per_user(setup).await;
+}

@@ -128,8 +128,9 @@ async fn records_it_did_not_write_are_refused() {
         let k = key("redis-foreign");
         setup(&server, &name(&k));
         assert_eq!(store.load(&k).await.unwrap(), None, "{what}");
-        // And a write over it is refused or replaces it, never a panic.
-        let _ = store
+        // And a write over it is refused or replaces it, never an error
+        // (a 500) or a panic.
+        let written = store
             .save(
                 &k,
                 b"mine",
@@ -137,6 +138,10 @@ async fn records_it_did_not_write_are_refused() {
                 SaveCondition::IfVersion(session_core::Version(1)),
             )
             .await;
+        assert!(written.is_ok(), "{what}: {written:?}");
+        // Nor a touch.
+        let touched = store.touch(&k, later()).await;
+        assert!(touched.is_ok(), "{what}: {touched:?}");
     }
     // A huge TTL on a record of this layout does not matter: the expiry
     // read is the head's.

@@ -1,7 +1,8 @@
 //! The Redis store beyond one server: a local Redis Cluster (three
 //! masters, three replicas) and a Sentinel-managed primary with a replica,
 //! each a set of real redis-server processes: the store conformance suite,
-//! the demo on them, and a primary killed under load.
+//! the demo on them (the whole demo contract on the cluster), and a primary
+//! killed under load.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use session_core::time::OffsetDateTime;
 use session_core::{SaveCondition, Store};
 use session_tests::datastores::{RedisCluster, RedisSentinel};
 use session_tests::outage::{under_load, Sample};
-use session_tests::{DemoServer, Framework, SECRET_A};
+use session_tests::{scenarios, DemoServer, Framework, Setup, SECRET_A};
 
 fn later() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::from_secs(300)
@@ -106,6 +107,16 @@ async fn cluster_conformance_spread_over_masters_and_the_demo() {
         client.get("/counter/peek").await.json(),
         serde_json::json!({"n": 0})
     );
+}
+
+/// The demo contract, every scenario, on axum over the cluster (its
+/// user-index keys on one slot per user by their hash tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_contract_on_axum() {
+    let cluster = RedisCluster::start();
+    let urls: &'static str = Box::leak(cluster.urls().into_boxed_str());
+    let setup = Setup::new(Framework::Axum, "redis", "cookie").redis_url(urls);
+    scenarios::every_scenario(&setup).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
