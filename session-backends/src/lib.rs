@@ -31,6 +31,8 @@ mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod sweeper;
+#[cfg(feature = "redis")]
+mod thread_slots;
 #[cfg(any(feature = "file", feature = "redis", feature = "postgres"))]
 mod versions;
 

@@ -235,9 +235,7 @@ impl RedisStoreBuilder {
                 .set_number_of_retries(1)
                 .set_min_delay(Duration::from_millis(10))
                 .set_max_delay(Duration::from_millis(100));
-            // Slot 0 for multi-threaded runtimes, one per core for
-            // single-threaded ones; each made on first use.
-            let slots = 1 + std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+            let slots = crate::thread_slots::slot_count();
             Target::Single {
                 client,
                 config,
@@ -430,7 +428,7 @@ enum Target {
     Single {
         client: Client,
         config: ConnectionManagerConfig,
-        /// One multiplexed connection per thread slot ([`connection_slot`]).
+        /// One multiplexed connection per thread slot (`thread_slots`).
         connections: Box<[std::sync::OnceLock<ConnectionManager>]>,
     },
     Cluster {
@@ -578,10 +576,11 @@ impl RedisStore {
 
     fn cached(&self) -> Option<Conn> {
         match &self.inner.target {
-            Target::Single { connections, .. } => connections[connection_slot(connections.len())]
-                .get()
-                .cloned()
-                .map(Conn::Single),
+            Target::Single { connections, .. } => connections
+                [crate::thread_slots::thread_slot(connections.len())]
+            .get()
+            .cloned()
+            .map(Conn::Single),
             Target::Cluster { connection, .. } => connection.get().cloned().map(Conn::Cluster),
             Target::Sentinel { connection, .. } => connection
                 .try_read()
@@ -600,7 +599,7 @@ impl RedisStore {
                 config,
                 connections,
             } => {
-                let connection = &connections[connection_slot(connections.len())];
+                let connection = &connections[crate::thread_slots::thread_slot(connections.len())];
                 if let Some(c) = connection.get() {
                     return Ok(Conn::Single(c.clone()));
                 }
@@ -743,32 +742,6 @@ impl RedisStore {
     }
 }
 
-/// The connection slot of this thread, of `slots`. Under a single-threaded
-/// runtime (actix-web runs one per worker thread) threads take slots 1 and
-/// up in turn, so each worker has a connection whose driver task runs on
-/// its own thread: a command and its reply wake no other thread (measured:
-/// about 10 % more `/counter` per second on actix-web). Under tokio's
-/// multi-threaded runtime (axum, Rocket) tasks move between threads anyway,
-/// and one shared connection batches more commands per write: slot 0, which
-/// no single-threaded runtime shares (a connection's driver runs on the
-/// runtime that made it, so a slot is shared only by runtimes of one kind,
-/// and only past one per core).
-fn connection_slot(slots: usize) -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    let single_threaded =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
-    if single_threaded && slots > 1 {
-        1 + SLOT.with(|slot| *slot % (slots - 1))
-    } else {
-        0
-    }
-}
-
 /// Replies that mean "not now": a demoted primary (`READONLY`), a server
 /// still loading its data (`LOADING`), a replica whose primary is gone
 /// (`MASTERDOWN`), a cluster moving slots or without quorum (`TRYAGAIN`,
@@ -860,8 +833,9 @@ impl RedisStore {
             .arg("d")
             .cmd("PTTL")
             .arg(key);
-        let reply: Result<((Option<Vec<u8>>, Option<Vec<u8>>), i64), StoreError> =
-            self.run(pipe.query_async(conn)).await;
+        // The fields `v` and `d`, then the TTL.
+        type Reply = ((Option<Vec<u8>>, Option<Vec<u8>>), i64);
+        let reply: Result<Reply, StoreError> = self.run(pipe.query_async(conn)).await;
         let ((version, data), ttl) = match reply {
             Ok(reply) => reply,
             Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => return Ok(None),
