@@ -1,19 +1,20 @@
 //! The Redis store, on redis-rs: multiplexed connections that requests
 //! share (commands from concurrent tasks are pipelined on one, no
-//! per-operation checkout): one for tokio's multi-threaded runtime, and one
-//! per worker thread, up to one per core, under single-threaded runtimes
-//! such as actix-web's. Three topologies:
+//! per-operation checkout). Three topologies:
 //!
 //! - one server (`redis://`, `rediss://`): redis-rs's [`ConnectionManager`],
-//!   reconnected in the background after a failure;
+//!   reconnected in the background after a failure; one for tokio's
+//!   multi-threaded runtime, and one per worker thread, up to one per core,
+//!   under single-threaded runtimes such as actix-web's;
 //! - Redis Cluster (several node URLs, comma-separated, or
 //!   [`cluster`](RedisStoreBuilder::cluster)): redis-rs's async cluster
-//!   connection, which learns the slots from any reachable node and learns
-//!   them again after a `MOVED` or a failover. It resends nothing (a resent
-//!   compare-and-swap whose reply was lost could apply twice), so the
-//!   command that meets a `MOVED`, `ASK` or a failover answers 503 and the
-//!   next one goes to the right node. Every command and script here names
-//!   one key, so nothing is cross-slot;
+//!   connection (one per process), which learns the slots from any reachable
+//!   node and learns them again after a `MOVED` or a failover. It resends
+//!   nothing (a resent compare-and-swap whose reply was lost could apply
+//!   twice), so the command that meets a `MOVED` or a failover answers 503
+//!   and the next one goes to the right node; while a slot migrates, its
+//!   keys already moved answer `ASK`, 503 each, until the migration ends.
+//!   Every command and script here names one key, so nothing is cross-slot;
 //! - a Sentinel-managed primary (`redis+sentinel://host:port[,host:port...]/NAME`,
 //!   with `user:password@` for the data nodes): the Sentinels are asked for
 //!   the primary, and asked again after a failure that says the primary
@@ -261,8 +262,9 @@ impl RedisStoreBuilder {
 /// Sessions in Redis, shared by every server of a deployment and kept
 /// across restarts (as far as Redis persists).
 ///
-/// - multiplexed connections shared by requests (one, or one per worker
-///   thread under single-threaded runtimes), reconnected after failures; every command bounded by a timeout; an unreachable server is
+/// - multiplexed connections shared by requests (on one server, one per
+///   worker thread under single-threaded runtimes), reconnected after
+///   failures; every command bounded by a timeout; an unreachable server is
 ///   [`StoreError::Unavailable`] (503), answered as soon as the connection
 ///   attempt fails;
 /// - a load is one `GET`; compare-and-swap in one round trip (a Lua script
@@ -841,8 +843,11 @@ impl RedisStore {
             Err(StoreError::Backend(why)) if why.contains("WRONGTYPE") => return Ok(None),
             Err(e) => return Err(e),
         };
-        let (Some(version), Some(data)) = (version, data) else {
-            return Ok(Some(refused("a hash without its version or data")));
+        let (version, data) = match (version, data) {
+            (Some(version), Some(data)) => (version, data),
+            // Deleted since the `GET` (a logout): gone, not refused.
+            (None, None) => return Ok(Some(None)),
+            _ => return Ok(Some(refused("a hash without its version or data"))),
         };
         let Some(version) = std::str::from_utf8(&version)
             .ok()
@@ -851,6 +856,8 @@ impl RedisStore {
             return Ok(Some(refused("a version that is not a number")));
         };
         let expires_at = match ttl {
+            // Deleted between the two commands.
+            -2 => return Ok(Some(None)),
             ttl if ttl < 0 => None,
             ttl => match OffsetDateTime::now_utc()
                 .checked_add(session_core::time::Duration::milliseconds(ttl))

@@ -30,8 +30,18 @@ pub(crate) fn thread_slot(slots: usize) -> usize {
     }
     let single_threaded =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread);
-    if single_threaded && slots > 1 {
-        1 + SLOT.with(|slot| *slot % (slots - 1))
+    if single_threaded {
+        slot_of(SLOT.with(|n| *n), slots)
+    } else {
+        0
+    }
+}
+
+/// The slot of the `n`th thread of a single-threaded runtime: 1 and up in
+/// turn (0 when there is no other).
+fn slot_of(n: usize, slots: usize) -> usize {
+    if slots > 1 {
+        1 + n % (slots - 1)
     } else {
         0
     }
@@ -42,33 +52,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multi_threaded_runtimes_take_slot_zero_and_single_threaded_ones_the_rest() {
-        let slots = 3;
+    fn single_threaded_runtimes_take_the_slots_after_zero_in_turn() {
+        let taken: Vec<usize> = (0..5).map(|n| slot_of(n, 3)).collect();
+        assert_eq!(taken, [1, 2, 1, 2, 1]);
+        assert_eq!(slot_of(7, 1), 0);
+        assert!(slot_count() >= 2);
+    }
+
+    #[test]
+    fn multi_threaded_runtimes_and_no_runtime_take_slot_zero() {
         let multi = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .build()
             .unwrap();
-        assert_eq!(multi.block_on(async { thread_slot(slots) }), 0);
-        let single = || {
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async { thread_slot(slots) })
-            })
-            .join()
-            .unwrap()
-        };
-        let taken: Vec<usize> = (0..4).map(|_| single()).collect();
-        assert!(
-            taken.iter().all(|slot| (1..slots).contains(slot)),
-            "{taken:?}"
-        );
-        // Threads take the slots in turn (other tests' threads may take
-        // turns between these, never all of them).
-        assert!(taken.iter().any(|slot| *slot != taken[0]), "{taken:?}");
-        // No runtime: slot 0.
-        assert_eq!(thread_slot(slots), 0);
-        assert_eq!(thread_slot(1), 0);
+        assert_eq!(multi.block_on(async { thread_slot(3) }), 0);
+        assert_eq!(thread_slot(3), 0);
+        let single = std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async { thread_slot(3) })
+        })
+        .join()
+        .unwrap();
+        assert!((1..3).contains(&single), "{single}");
     }
 }

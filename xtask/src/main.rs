@@ -131,8 +131,9 @@ fn ci() -> ExitCode {
     let mut steps = Vec::new();
     // Line tables only (as the workspace's dev profile), also for the other
     // workspaces ci builds with the dev profile (trybuild's, the README
-    // programs'; `cargo fuzz` builds release); on CI, no incremental data. Both keep a clean build's target
-    // directory a few gigabytes smaller. Set before any thread starts.
+    // programs'; `cargo fuzz` builds release); on CI, no incremental data.
+    // Both keep a clean build's target directory a few gigabytes smaller.
+    // Set before any thread starts.
     if std::env::var_os("CARGO_PROFILE_DEV_DEBUG").is_none() {
         std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
     }
