@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use axum::routing::get;
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, Key, PrivateCookieJar};
-use session_bench_peers::{announce, counter_body, port};
+use session_bench_peers::{counter_body, serve_axum};
 
 #[derive(Clone)]
 struct State {
@@ -45,10 +45,5 @@ async fn main() {
         .route("/counter/peek", get(peek))
         .route("/counter", get(counter))
         .with_state(state);
-    let port = port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    announce(port);
-    axum::serve(listener, app).await.expect("serve");
+    serve_axum(app).await;
 }

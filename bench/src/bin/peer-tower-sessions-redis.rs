@@ -1,22 +1,9 @@
 //! axum + tower-sessions, `RedisStore` of tower-sessions-redis-store (fred
 //! pool), at `REDIS_URL`.
 
-use axum::routing::get;
-use axum::Router;
-use session_bench_peers::{announce, counter_body, port};
-use tower_sessions::{Session, SessionManagerLayer};
+use session_bench_peers::{serve_axum, tower_sessions_app};
 use tower_sessions_redis_store::fred::prelude::*;
 use tower_sessions_redis_store::RedisStore;
-
-async fn peek(session: Session) -> String {
-    counter_body(session.get::<u64>("n").await.ok().flatten().unwrap_or(0))
-}
-
-async fn counter(session: Session) -> String {
-    let n = session.get::<u64>("n").await.ok().flatten().unwrap_or(0) + 1;
-    let _ = session.insert("n", n).await;
-    counter_body(n)
-}
 
 #[tokio::main]
 async fn main() {
@@ -25,16 +12,5 @@ async fn main() {
     let pool = Pool::new(config, None, None, None, 6).expect("pool");
     let _connection = pool.connect();
     pool.wait_for_connect().await.expect("redis");
-    let layer = SessionManagerLayer::new(RedisStore::new(pool)).with_secure(false);
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
-        .route("/counter/peek", get(peek))
-        .route("/counter", get(counter))
-        .layer(layer);
-    let port = port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    announce(port);
-    axum::serve(listener, app).await.expect("serve");
+    serve_axum(tower_sessions_app(RedisStore::new(pool))).await;
 }
